@@ -1,0 +1,64 @@
+"""Keys derived from the server secret: HMACs for codes, Ed25519 keys for sites,
+and sealed boxes for credentials that wait in the outbox.
+
+Nothing here stores a code: callers keep only ``digest(...)`` values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Keyring:
+    """Every key the server derives from ``OPENLOCKER_SECRET_KEY``."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._root = hashlib.sha256(secret_key.encode()).digest()
+        self._digest_key = self._derive(b"digest")
+        self._box = AESGCM(self._derive(b"outbox-box"))
+
+    def _derive(self, purpose: bytes) -> bytes:
+        return hmac.new(self._root, b"openlocker:" + purpose, hashlib.sha256).digest()
+
+    def digest(self, purpose: str, value: str) -> str:
+        """HMAC-SHA256 of ``value`` for ``purpose`` (hex); what is stored instead of a code."""
+        message = purpose.encode() + b"\x00" + value.encode()
+        return hmac.new(self._digest_key, message, hashlib.sha256).hexdigest()
+
+    def site_signing_key(self, site_id: str, version: int = 1) -> Ed25519PrivateKey:
+        """The site's Ed25519 key; derived, so no private key is ever stored."""
+        seed = self._derive(f"site-signing:{site_id}:v{version}".encode())
+        return Ed25519PrivateKey.from_private_bytes(seed)
+
+    def site_public_key(self, site_id: str, version: int = 1) -> str:
+        """The site's public key (base64url, raw 32 bytes), for its kiosk."""
+        public = self.site_signing_key(site_id, version).public_key()
+        return b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def seal(self, plaintext: str) -> str:
+        """Encrypt with AES-GCM; for credentials waiting in the outbox."""
+        nonce = os.urandom(12)
+        return b64url(nonce + self._box.encrypt(nonce, plaintext.encode(), b"outbox"))
+
+    def unseal(self, sealed: str) -> str:
+        raw = unb64url(sealed)
+        return self._box.decrypt(raw[:12], raw[12:], b"outbox").decode()
+
+
+def load_public_key(encoded: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(unb64url(encoded))
