@@ -145,4 +145,6 @@ def _departures(
 def mean_dwell_days(model: DemandModel, rng: np.random.Generator, n: int = 200_000) -> float:
     """Monte Carlo mean compartment holding time in days (collection or expiry plus clearance)."""
     time = _arrival_hours(model, rng, n) / 24.0
-    return float(np.mean(_departures(model, time, sample_collection_hours(model.dwell, rng, n)) - time))
+    return float(
+        np.mean(_departures(model, time, sample_collection_hours(model.dwell, rng, n)) - time)
+    )

@@ -6,10 +6,10 @@ Times are in hours and ignore the dwell deadline; ``arrivals.py`` applies expiry
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtri
 
 from openlocker.planning.capacity.scenario import (
     Dwell,
@@ -26,7 +26,7 @@ def lognormal_parameters(within_24h: float, mean_hours: float) -> tuple[float, f
     ln mean = mu + sigma²/2: sigma = z + sqrt(z² + 2 ln(mean / 24)). Raises ``ValueError``
     when no lognormal has both figures.
     """
-    z = float(ndtri(within_24h))
+    z = NormalDist().inv_cdf(within_24h)
     discriminant = z * z + 2.0 * math.log(mean_hours / 24.0)
     if discriminant < 0 or z + math.sqrt(discriminant) <= 0:
         raise ValueError(
@@ -46,10 +46,13 @@ def sample_collection_hours(dwell: Dwell, rng: np.random.Generator, n: int) -> N
     return _sample_histogram(dwell, rng, n)
 
 
-def _sample_histogram(dwell: HistogramDwell, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+def _sample_histogram(
+    dwell: HistogramDwell, rng: np.random.Generator, n: int
+) -> NDArray[np.float64]:
     # Piecewise-uniform inverse CDF: pick a bin by its count, then a point inside it.
     edges = np.asarray(dwell.edges_hours, dtype=np.float64)
     cumulative = np.cumsum(np.asarray(dwell.counts, dtype=np.float64))
     bins = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
     bins = np.minimum(bins, len(cumulative) - 1)
-    return edges[bins] + rng.random(n) * (edges[bins + 1] - edges[bins])
+    hours: NDArray[np.float64] = edges[bins] + rng.random(n) * (edges[bins + 1] - edges[bins])
+    return hours

@@ -7,10 +7,11 @@ from a site's history (``history.py``). Every field but ``compartments`` and
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class SizeClass(_Strict):
-    """A compartment size: inner width × height × depth in mm, the door's front area, a cost."""
+    """A compartment size: inner width, height and depth in mm, the door's front area, a cost."""
 
     code: str = Field(min_length=1, max_length=8)
     inner_mm: tuple[int, int, int]
@@ -124,7 +125,7 @@ class HistogramDwell(_Strict):
         edges = self.edges_hours
         if len(edges) != len(self.counts) + 1 or len(self.counts) < 1:
             raise ValueError("edges_hours needs exactly one more entry than counts")
-        if edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        if edges[0] < 0 or any(b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError("edges_hours must start at 0 or later and increase")
         if any(c < 0 for c in self.counts) or sum(self.counts) <= 0:
             raise ValueError("counts must be non-negative with a positive sum")
@@ -167,7 +168,10 @@ class Scenario(_Strict):
         codes = [size.code for size in self.size_classes]
         if not codes or len(set(codes)) != len(codes):
             raise ValueError("size_classes needs at least one class and unique codes")
-        for field, keys in (("compartments", self.compartments), ("demand.size_mix", self.demand.size_mix)):
+        for field, keys in (
+            ("compartments", self.compartments),
+            ("demand.size_mix", self.demand.size_mix),
+        ):
             unknown = sorted(set(keys) - set(codes))
             if unknown:
                 raise ValueError(f"{field} names unknown size classes {unknown}; known: {codes}")
@@ -215,12 +219,16 @@ def parse_scenario(document: object) -> Scenario:
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems)) from None
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario JSON file; raises ``ScenarioError`` with a readable reason."""
+def read_document(path: Path) -> Any:
+    """The decoded JSON of a scenario file; raises ``ScenarioError`` when unreadable."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ScenarioError(f"cannot read {path}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise ScenarioError(f"{path} is not JSON: {error.msg} at line {error.lineno}") from None
-    return parse_scenario(document)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario JSON file; raises ``ScenarioError`` with a readable reason."""
+    return parse_scenario(read_document(path))

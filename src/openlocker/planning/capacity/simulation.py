@@ -97,7 +97,9 @@ def simulate(
         shape = (sites, n_days, sizes)
         arrivals[:, first : first + n_days] += np.bincount(cell, minlength=cells).reshape(shape)
         lost = ~admitted[step, site]
-        overflow[:, first : first + n_days] += np.bincount(cell[lost], minlength=cells).reshape(shape)
+        overflow[:, first : first + n_days] += np.bincount(cell[lost], minlength=cells).reshape(
+            shape
+        )
 
         kept = ~lost
         got = column_size[column[step[kept], site[kept]]]
@@ -107,11 +109,15 @@ def simulate(
         ).reshape(sites, sizes)
         if occupancy_change is not None:
             start = np.ceil(time[step[kept], site[kept]] * 24).astype(np.int64)
-            end = np.minimum(np.ceil(departure[step[kept], site[kept]] * 24), hours).astype(np.int64)
+            end = np.minimum(np.ceil(departure[step[kept], site[kept]] * 24), hours).astype(
+                np.int64
+            )
             occupancy_change += np.bincount(start * sizes + got, minlength=len(occupancy_change))
             occupancy_change -= np.bincount(end * sizes + got, minlength=len(occupancy_change))
 
     occupancy = None
     if occupancy_change is not None:
         occupancy = np.cumsum(occupancy_change.reshape(hours + 1, sizes), axis=0)[:hours]
-    return SimulationResult(arrivals=arrivals, overflow=overflow, upsized=upsized, occupancy=occupancy)
+    return SimulationResult(
+        arrivals=arrivals, overflow=overflow, upsized=upsized, occupancy=occupancy
+    )
