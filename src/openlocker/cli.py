@@ -1,10 +1,138 @@
-"""The `openlocker` command."""
+"""The `openlocker` command: demo, serve, db, seed, audit, plan."""
 
 from __future__ import annotations
 
-import typer
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Annotated
 
+import typer
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from openlocker.audit.service import check_chain
+from openlocker.core.config import DEV_SECRET_KEY, get_settings
+from openlocker.core.context import Context
+from openlocker.core.migrate import upgrade
+from openlocker.demo import DemoKeys, seed_demo
 from openlocker.planning.cli import plan_app
 
 app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+seed_app = typer.Typer(help="Seed data.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(seed_app, name="seed")
+app.add_typer(audit_app, name="audit")
 app.add_typer(plan_app, name="plan")
+console = Console(stderr=True)
+
+
+def _context() -> Context:
+    return Context.from_settings()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest version."""
+    ctx = _context()
+    upgrade(ctx.db)
+    console.print(f"[green]Database is up to date[/] ({ctx.db.engine.url.render_as_string()})")
+
+
+@seed_app.command("demo")
+def seed_demo_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the created API keys as JSON.")] = False,
+) -> None:
+    """Create the demo network (three sites, a carrier, a retailer, an operator) and keys."""
+    ctx = _context()
+    upgrade(ctx.db)
+    keys = seed_demo(ctx)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(keys), indent=2))
+    else:
+        _print_keys(keys)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit chain: exit 0 when intact, 1 and the first broken event otherwise."""
+    ctx = _context()
+    with ctx.db.read() as session:
+        report = check_chain(session)
+    if report.intact:
+        console.print(f"[green]Audit chain intact[/]: {report.checked} events verified.")
+        return
+    console.print(
+        f"[red]Audit chain broken[/] after {report.checked} good events: {report.reason}"
+        + (f" at event seq={report.broken_seq} id={report.broken_id}" if report.broken_id else "")
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP server (migrating the database first)."""
+    settings = get_settings()
+    if settings.secret_key == DEV_SECRET_KEY:
+        console.print("[yellow]OPENLOCKER_SECRET_KEY is not set: using the development key.[/]")
+    upgrade(_context().db)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Counters from every worker add up on /metrics.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="openlocker-metrics-")
+    uvicorn.run(
+        "openlocker.api.asgi:app", host=host, port=port, workers=workers,
+        log_config=None, access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Seed the demo network into ./var/ and serve it; Ctrl-C stops."""
+    os.environ.setdefault("OPENLOCKER_DATABASE_URL", "sqlite:///./var/openlocker.db")
+    os.environ.setdefault("OPENLOCKER_BASE_URL", f"http://{host}:{port}")
+    os.environ.setdefault("OPENLOCKER_LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+    ctx = _context()
+    upgrade(ctx.db)
+    keys = seed_demo(ctx)
+    _print_keys(keys, base=f"http://{host}:{port}")
+    console.print("[dim]Serving; press Ctrl-C to stop.[/]")
+    uvicorn.run("openlocker.api.asgi:app", host=host, port=port, log_config=None, access_log=False)
+    console.print("[green]Stopped.[/]")
+
+
+def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
+    table = Table(title="Demo API keys (shown once)", show_lines=False)
+    table.add_column("who")
+    table.add_column("key", overflow="fold")
+    table.add_row("carrier (Demo Parcel Express)", keys.carrier_key)
+    table.add_row("retailer (Demo Grocer)", keys.retailer_key)
+    table.add_row("operator (admin)", keys.operator_key)
+    for site_id, key in keys.kiosk_keys.items():
+        table.add_row(f"kiosk {keys.sites[site_id]} ({site_id})", key)
+    console.print(table)
+    if base is None:
+        return
+    site_id = next(iter(keys.sites))
+    console.print(
+        Panel.fit(
+            f"API docs:  {base}/docs\nSites:     {base}/v1/sites\nHealth:    {base}/healthz\n"
+            f"Metrics:   {base}/metrics\n\nTry it:\n"
+            f"curl -s -H 'Authorization: Bearer {keys.carrier_key}' -H 'Content-Type: application/json' \\\n"
+            f"  -d '{{\"tracking_number\": \"DEMO-1\", \"site_id\": \"{site_id}\", \"size\": \"M\", "
+            f"\"notify\": \"sender\"}}' {base}/v1/parcels",
+            title="OpenLocker demo",
+        )
+    )

@@ -110,7 +110,6 @@ class Database:
         """A read-only transaction (deferred on SQLite, so readers never queue)."""
         with Session(self._reader, expire_on_commit=False) as session, session.begin():
             yield session
-            session.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,158 @@
+"""Pickup credentials: issue, check and void them; count wrong typed PINs per kiosk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from openlocker.access import attempts, credentials
+from openlocker.access.models import Credential
+from openlocker.core.context import Context
+from openlocker.core.db import is_postgres
+from openlocker.core.errors import Conflict, Forbidden, TooManyAttempts
+from openlocker.core.ids import new_id
+from openlocker.core.keys import load_public_key
+from openlocker.lockers.models import KioskAttempts, Site
+
+#: Link tokens are not tied to a site: the recipient's page finds the parcel from the token.
+_ANY_SITE = "*"
+_PIN_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    """Plain credentials, returned once to the caller; only their digests are stored."""
+
+    pin: str
+    qr: str
+    link_token: str
+    expires_at: datetime
+
+
+def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
+    scope = _ANY_SITE if kind == "link" else site_id
+    return credentials.credential_digest(ctx.keyring, kind, scope, secret)
+
+
+def do_issue_credentials(
+    session: Session, ctx: Context, *, parcel_id: str, site: Site, expires_at: datetime
+) -> IssuedCredentials:
+    """Issue a PIN (unique among the site's active ones), a signed QR token and a link token."""
+    for _ in range(_PIN_RETRIES):
+        pin = credentials.generate_pin(ctx.settings.pin_length)
+        pin_digest = _digest(ctx, "pin", site.id, pin)
+        taken = session.scalar(
+            select(Credential.id).where(
+                Credential.site_id == site.id,
+                Credential.kind == "pin",
+                Credential.digest == pin_digest,
+                Credential.active.is_(True),
+            )
+        )
+        if taken is None:
+            break
+    else:  # pragma: no cover - needs ~10^7 active parcels at one site
+        raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
+    qr = credentials.issue_qr(
+        ctx.keyring.site_signing_key(site.id, site.key_version),
+        parcel_id=parcel_id, site_id=site.id, expires_at=expires_at, key_version=site.key_version,
+    )
+    link = credentials.generate_link_token()
+    now = ctx.clock()
+    for kind, secret in (("pin", pin), ("qr", qr), ("link", link)):
+        session.add(
+            Credential(
+                id=new_id("crd"), parcel_id=parcel_id, site_id=site.id, kind=kind,
+                digest=_digest(ctx, kind, site.id, secret), active=True,
+                expires_at=expires_at, created_at=now,
+            )
+        )
+    return IssuedCredentials(pin, qr, link, expires_at)
+
+
+def do_void_credentials(session: Session, parcel_id: str, now: datetime, *, used_kind: str | None = None) -> None:
+    """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
+    session.execute(
+        update(Credential)
+        .where(Credential.parcel_id == parcel_id, Credential.active.is_(True))
+        .values(active=False)
+    )
+    if used_kind is not None:
+        session.execute(
+            update(Credential)
+            .where(Credential.parcel_id == parcel_id, Credential.kind == used_kind, Credential.used_at.is_(None))
+            .values(used_at=now)
+        )
+
+
+def check_credential(session: Session, ctx: Context, site: Site, kind: str, secret: str) -> Credential:
+    """The active credential matching ``secret`` at ``site``.
+
+    Raises ``invalid_code`` (unknown or voided), ``code_used``, ``code_expired`` or ``wrong_site``.
+    """
+    now = ctx.clock()
+    if kind == "qr":
+        # The same check a locker makes offline with only the site's public key.
+        credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
+    rows = session.scalars(
+        select(Credential).where(
+            Credential.site_id == site.id if kind != "link" else Credential.kind == "link",
+            Credential.kind == kind,
+            Credential.digest == _digest(ctx, kind, site.id, secret),
+        ).order_by(Credential.active.desc())
+    ).all()
+    if not rows:
+        raise Forbidden("The code is not valid at this locker.", code="invalid_code")
+    credential = rows[0]
+    if credential.site_id != site.id:
+        raise Forbidden("This code is for another locker site.", code="wrong_site")
+    if credential.active and credential.expires_at <= now:
+        raise Forbidden("The code has expired.", code="code_expired")
+    if not credential.active:
+        if credential.used_at is not None:
+            raise Forbidden("The code has already been used.", code="code_used")
+        raise Forbidden("The code is no longer valid.", code="invalid_code")
+    return credential
+
+
+def _attempts_row(session: Session, site_id: str) -> KioskAttempts:
+    query = select(KioskAttempts).where(KioskAttempts.site_id == site_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return session.scalars(query).one()
+
+
+def check_typed_pins_allowed(session: Session, site_id: str, now: datetime) -> None:
+    """Raise ``too_many_attempts`` (with Retry-After) while the kiosk's typed PINs are locked."""
+    locked_until = session.scalar(
+        select(KioskAttempts.locked_until).where(KioskAttempts.site_id == site_id)
+    )
+    if locked_until is not None and locked_until > now:
+        wait = max(1, int((locked_until - now).total_seconds() + 0.999))
+        raise TooManyAttempts(
+            f"Too many wrong PINs at this locker; typed PINs are refused for {wait} s. "
+            "QR codes and links still work.",
+            extra={"retry_after": wait},
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def do_count_pin_failure(session: Session, site_id: str, now: datetime) -> int:
+    """Count a wrong typed PIN; returns the lockout it starts, in seconds (0 for none)."""
+    row = _attempts_row(session, site_id)
+    row.consecutive_failures += 1
+    lockout = attempts.lockout_seconds(row.consecutive_failures)
+    row.locked_until = now + timedelta(seconds=lockout) if lockout else None
+    return lockout
+
+
+def do_reset_pin_failures(session: Session, site_id: str) -> None:
+    """A right PIN ends the run of failures (written only when there was one)."""
+    session.execute(
+        update(KioskAttempts)
+        .where(KioskAttempts.site_id == site_id, KioskAttempts.consecutive_failures > 0)
+        .values(consecutive_failures=0, locked_until=None)
+    )

@@ -1,0 +1,74 @@
+"""The app factory: mounts each feature's routes, errors, metrics and the expiry job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from openlocker import __version__
+from openlocker.api import metrics
+from openlocker.api.errors import install_error_handlers
+from openlocker.audit.api import router as audit_router
+from openlocker.core.context import Context
+from openlocker.lockers.api import router as sites_router
+from openlocker.orgs.api import router as orgs_router
+from openlocker.parcels import service as parcels
+from openlocker.parcels.api import router as parcels_router
+
+log = logging.getLogger("openlocker.expiry")
+
+
+async def _expiry_loop(ctx: Context) -> None:
+    """Expire parcels past their dwell deadline, every ``expiry_interval_seconds``."""
+    while True:
+        try:
+            expired, released = await run_in_threadpool(parcels.expire_due, ctx)
+            if expired or released:
+                log.info("expiry run", extra={"expired": expired, "reservations_released": released})
+        except Exception:
+            log.exception("expiry run failed")
+        await asyncio.sleep(ctx.settings.expiry_interval_seconds)
+
+
+def create_app(ctx: Context | None = None, *, run_expiry: bool = True) -> FastAPI:
+    """The HTTP app over ``ctx`` (from the environment when not given)."""
+    context = ctx or Context.from_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_expiry_loop(context)) if run_expiry else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="OpenLocker",
+        version=__version__,
+        description="Smart parcel lockers: carriers announce and deposit, recipients pick up.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = context
+    install_error_handlers(app)
+    app.add_middleware(metrics.RequestMetrics)
+    for router in (parcels_router, sites_router, orgs_router, audit_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(context), media_type="text/plain; version=0.0.4")
+
+    return app

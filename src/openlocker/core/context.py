@@ -1,0 +1,31 @@
+"""What every use case needs: the database, the keys, the settings and the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openlocker.core.clock import Clock, system_clock
+from openlocker.core.config import Settings, get_settings
+from openlocker.core.db import Database
+from openlocker.core.keys import Keyring
+
+
+@dataclass
+class Context:
+    db: Database
+    keyring: Keyring
+    settings: Settings
+    clock: Clock = field(default=system_clock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, clock: Clock = system_clock) -> Context:
+        settings = settings or get_settings()
+        return cls(Database(settings.database_url), Keyring(settings.secret_key), settings, clock)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: written into every audit event (``key:<id>``, ``system:expiry`` …)."""
+
+    name: str
+    org_id: str | None = None

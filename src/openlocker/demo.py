@@ -1,0 +1,85 @@
+"""The demo network: three sites in Warsaw, a carrier, a retailer and an operator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from openlocker.core.context import Actor, Context
+from openlocker.lockers.models import Site
+from openlocker.lockers.schemas import CompartmentIn, SiteIn
+from openlocker.lockers.service import do_create_site
+from openlocker.orgs.models import Organization
+from openlocker.orgs.service import do_create_api_key, do_create_organization
+
+SEED_ACTOR = Actor("system:seed")
+
+#: (name, address, lat, lon, columns); a column is a stack of size codes from the floor up.
+DEMO_SITES = [
+    ("Warszawa Centralna", "Aleje Jerozolimskie 54, 00-024 Warszawa", 52.2287, 21.0034, 6),
+    ("Mokotów Galeria", "Wołoska 12, 02-675 Warszawa", 52.1808, 21.0031, 4),
+    ("Praga Koneser", "Ząbkowska 27/31, 03-736 Warszawa", 52.2521, 21.0446, 3),
+]
+#: One locker column, bottom to top: inner heights plus shelf add up to about 1.9 m.
+COLUMN = ["XL", "L", "M", "M", "S", "S", "M", "S"]
+COLUMN_HEIGHT_MM = {"S": 100, "M": 210, "L": 430, "XL": 620}
+FLOOR_MM = 100
+
+
+@dataclass
+class DemoKeys:
+    carrier_key: str
+    retailer_key: str
+    operator_key: str
+    kiosk_keys: dict[str, str] = field(default_factory=dict)
+    sites: dict[str, str] = field(default_factory=dict)
+
+
+def demo_compartments(columns: int, *, chilled_columns: int = 1) -> list[CompartmentIn]:
+    """A realistic wall: ``columns`` stacks of mixed sizes, the last ones chilled."""
+    compartments = []
+    for col in range(columns):
+        floor = FLOOR_MM
+        temperature = "chilled" if col >= columns - chilled_columns else "ambient"
+        for row, size in enumerate(COLUMN):
+            compartments.append(
+                CompartmentIn(
+                    label=f"{chr(ord('A') + col)}{row + 1}", size=size,
+                    temperature=temperature, floor_height_mm=floor,
+                )
+            )
+            floor += COLUMN_HEIGHT_MM[size]
+    return compartments
+
+
+def seed_demo(ctx: Context) -> DemoKeys:
+    """Create the demo network once; every call issues fresh keys (keys are shown only once)."""
+    with ctx.db.transaction() as session:
+        orgs = {o.name: o for o in session.scalars(select(Organization)).all()}
+        def org(name: str, kind: str) -> str:
+            if name not in orgs:
+                orgs[name] = do_create_organization(session, ctx, SEED_ACTOR, name, kind)
+            return orgs[name].id
+
+        carrier = org("Demo Parcel Express", "carrier")
+        retailer = org("Demo Grocer", "retailer")
+        operator = org("OpenLocker Operations", "operator")
+        sites = {s.name: s for s in session.scalars(select(Site)).all()}
+        for name, address, lat, lon, columns in DEMO_SITES:
+            if name not in sites:
+                spec = SiteIn(name=name, address=address, lat=lat, lon=lon,
+                              compartments=demo_compartments(columns))
+                sites[name] = do_create_site(session, ctx, SEED_ACTOR, spec)
+        writer = ["parcels:write", "parcels:read"]
+        keys = DemoKeys(
+            carrier_key=do_create_api_key(session, ctx, SEED_ACTOR, carrier, "demo", writer)[1],
+            retailer_key=do_create_api_key(session, ctx, SEED_ACTOR, retailer, "demo", writer)[1],
+            operator_key=do_create_api_key(session, ctx, SEED_ACTOR, operator, "demo", ["admin"])[1],
+        )
+        for site in sites.values():
+            keys.sites[site.id] = site.name
+            keys.kiosk_keys[site.id] = do_create_api_key(
+                session, ctx, SEED_ACTOR, operator, f"kiosk {site.name}", [f"kiosk:{site.id}"]
+            )[1]
+    return keys

@@ -1,0 +1,30 @@
+"""Site routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from openlocker.api.deps import CtxDep, PrincipalDep
+from openlocker.lockers import service
+from openlocker.lockers.schemas import SiteIn, SiteList, SiteOut
+
+router = APIRouter(prefix="/v1", tags=["sites"])
+
+
+@router.get("/sites")
+def list_sites(ctx: CtxDep, principal: PrincipalDep) -> SiteList:
+    """Every site with its free compartments by size."""
+    return service.list_sites(ctx)
+
+
+@router.get("/sites/{site_id}")
+def get_site(site_id: str, ctx: CtxDep, principal: PrincipalDep) -> SiteOut:
+    """One site with free compartments by size (and every compartment, for operators)."""
+    return service.get_site(ctx, site_id, with_compartments=principal.is_admin)
+
+
+@router.post("/sites", status_code=201)
+def create_site(body: SiteIn, ctx: CtxDep, principal: PrincipalDep) -> SiteOut:
+    """Create a site with its compartments (operators)."""
+    principal.check_scope("admin")
+    return service.create_site(ctx, principal.actor, body)

@@ -1,0 +1,66 @@
+"""Sites, size classes and compartments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openlocker.core.db import Base, UtcDateTime
+
+COMPARTMENT_STATES = ("free", "reserved", "occupied", "out_of_service")
+TEMPERATURES = ("ambient", "chilled", "frozen")
+ALWAYS_OPEN: dict[str, Any] = {"always": True}
+
+
+class SizeClass(Base):
+    """A compartment size: inner dimensions in mm. Sizes are data, so a network adds its own."""
+
+    __tablename__ = "size_classes"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    width_mm: Mapped[int] = mapped_column(Integer)
+    height_mm: Mapped[int] = mapped_column(Integer)
+    depth_mm: Mapped[int] = mapped_column(Integer)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(400))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    opening_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dwell_hours: Mapped[int] = mapped_column(Integer, default=72)
+    key_version: Mapped[int] = mapped_column(Integer, default=1)
+    public_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Compartment(Base):
+    __tablename__ = "compartments"
+    __table_args__ = (UniqueConstraint("site_id", "label"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    size_code: Mapped[str] = mapped_column(ForeignKey("size_classes.code"))
+    temperature: Mapped[str] = mapped_column(String(10), default="ambient")
+    floor_height_mm: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="free", index=True)
+    door: Mapped[str] = mapped_column(String(8), default="closed")
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KioskAttempts(Base):
+    """Consecutive wrong typed PINs at one site's kiosk, shared by every server process."""
+
+    __tablename__ = "kiosk_attempts"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

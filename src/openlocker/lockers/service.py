@@ -1,0 +1,244 @@
+"""Sites and compartments: create them, count what is free, and claim one for a parcel."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from openlocker.audit.service import record
+from openlocker.core.context import Actor, Context
+from openlocker.core.db import is_postgres
+from openlocker.core.errors import Conflict, InvalidInput, NotFound
+from openlocker.core.ids import new_id
+from openlocker.lockers import allocation
+from openlocker.lockers.models import Compartment, KioskAttempts, Site, SizeClass
+from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
+
+def load_sizes(session: Session) -> dict[str, allocation.SizeClass]:
+    rows = session.scalars(select(SizeClass)).all()
+    return {
+        r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows
+    }
+
+
+def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -> Site:
+    """Create a site with its compartments; each compartment's size must exist."""
+    sizes = load_sizes(session)
+    labels = [c.label for c in spec.compartments]
+    if len(set(labels)) != len(labels):
+        raise InvalidInput("Compartment labels must be unique within a site.", code="duplicate_label")
+    for c in spec.compartments:
+        if c.size not in sizes:
+            raise InvalidInput(f"Unknown size class {c.size!r}.", code="unknown_size")
+    now = ctx.clock()
+    site_id = new_id("sit")
+    site = Site(
+        id=site_id,
+        name=spec.name,
+        address=spec.address,
+        lat=spec.lat,
+        lon=spec.lon,
+        opening_hours=spec.opening_hours,
+        dwell_hours=spec.dwell_hours,
+        key_version=1,
+        public_key=ctx.keyring.site_public_key(site_id, 1),
+        created_at=now,
+    )
+    session.add(site)
+    session.flush()
+    session.add(KioskAttempts(site_id=site_id, consecutive_failures=0, locked_until=None))
+    session.add_all(
+        Compartment(
+            id=new_id("cmp"),
+            site_id=site_id,
+            label=c.label,
+            size_code=c.size,
+            temperature=c.temperature,
+            floor_height_mm=c.floor_height_mm,
+            state="free",
+            door="closed",
+            use_count=0,
+        )
+        for c in spec.compartments
+    )
+    record(
+        session, "site.created", actor, now, site_id=site_id,
+        data={"name": spec.name, "compartments": len(spec.compartments)},
+    )
+    return site
+
+
+def access_site(session: Session, site_id: str) -> Site:
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"No site {site_id!r}.", code="site_not_found")
+    return site
+
+
+def free_counts(session: Session, site_ids: Iterable[str] | None = None) -> dict[str, list[FreeCount]]:
+    """Free compartments by site, size and temperature."""
+    query = (
+        select(Compartment.site_id, Compartment.size_code, Compartment.temperature, func.count())
+        .where(Compartment.state == "free")
+        .group_by(Compartment.site_id, Compartment.size_code, Compartment.temperature)
+    )
+    if site_ids is not None:
+        query = query.where(Compartment.site_id.in_(list(site_ids)))
+    result: dict[str, list[FreeCount]] = defaultdict(list)
+    for site_id, size, temperature, count in session.execute(query):
+        result[site_id].append(FreeCount(size=size, temperature=temperature, free=count))
+    for counts in result.values():
+        counts.sort(key=lambda c: (c.temperature, c.size))
+    return result
+
+
+def site_view(
+    session: Session, site: Site, free: list[FreeCount], *, with_compartments: bool = False
+) -> SiteOut:
+    compartments = session.scalars(
+        select(Compartment).where(Compartment.site_id == site.id).order_by(Compartment.label)
+    ).all() if with_compartments else None
+    total = session.scalar(
+        select(func.count()).select_from(Compartment).where(Compartment.site_id == site.id)
+    ) or 0
+    return SiteOut(
+        id=site.id,
+        name=site.name,
+        address=site.address,
+        lat=site.lat,
+        lon=site.lon,
+        opening_hours=site.opening_hours,
+        dwell_hours=site.dwell_hours,
+        public_key=site.public_key,
+        key_version=site.key_version,
+        compartments_total=total,
+        free=free,
+        compartments=None if compartments is None else [
+            CompartmentOut(
+                id=c.id, label=c.label, size=c.size_code, temperature=c.temperature,
+                floor_height_mm=c.floor_height_mm, state=c.state, door=c.door,
+            )
+            for c in compartments
+        ],
+    )
+
+
+def check_fits_network(session: Session, need: allocation.ParcelNeed) -> None:
+    """Refuse at announce a parcel that no compartment of the whole network can take."""
+    sizes = load_sizes(session)
+    if need.size_code is not None and need.size_code not in sizes:
+        raise InvalidInput(f"Unknown size class {need.size_code!r}.", code="unknown_size")
+    box = allocation.need_dimensions(need, sizes)
+    used = session.scalars(select(Compartment.size_code).distinct()).all()
+    if not any(allocation.fits(box, sizes[code]) for code in used):
+        raise InvalidInput(
+            "The parcel is larger than every compartment of the network.", code="too_large"
+        )
+
+
+def rank_free_compartments(
+    session: Session, site: Site, need: allocation.ParcelNeed
+) -> list[allocation.Candidate]:
+    """The site's free compartments that can take ``need``, best first (no lock taken)."""
+    sizes = load_sizes(session)
+    rows = session.execute(
+        select(
+            Compartment.id, Compartment.label, Compartment.size_code, Compartment.temperature,
+            Compartment.floor_height_mm, Compartment.use_count,
+        ).where(
+            Compartment.site_id == site.id,
+            Compartment.state == "free",
+            Compartment.temperature == need.temperature,
+        )
+    ).all()
+    return allocation.rank_candidates(
+        need,
+        sizes=sizes,
+        candidates=(
+            allocation.Candidate(
+                r.id, r.label, sizes[r.size_code], r.temperature, r.floor_height_mm, r.use_count
+            )
+            for r in rows
+        ),
+    )
+
+
+def check_room(session: Session, site: Site, need: allocation.ParcelNeed) -> None:
+    """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
+    if not rank_free_compartments(session, site, need):
+        raise site_full(session, site, need)
+
+
+def do_claim_compartment(session: Session, site: Site, need: allocation.ParcelNeed) -> Compartment:
+    """Lock the best free compartment of ``site`` for ``need``, or raise ``site_full``.
+
+    The caller changes its state in the same transaction. Racing claims never get the same
+    compartment: SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite, and a unique index
+    on live parcels' compartments underneath.
+    """
+    postgres = is_postgres(session)
+    for candidate in rank_free_compartments(session, site, need):
+        query = select(Compartment).where(Compartment.id == candidate.id, Compartment.state == "free")
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        compartment = session.scalars(query).first()
+        if compartment is not None:
+            return compartment
+    raise site_full(session, site, need)
+
+
+def site_full(session: Session, site: Site, need: allocation.ParcelNeed) -> Conflict:
+    """The ``site_full`` error, naming the nearest sites that have room for this parcel."""
+    sizes = load_sizes(session)
+    groups = session.execute(
+        select(
+            Compartment.site_id, Compartment.size_code, Compartment.temperature,
+            func.min(Compartment.floor_height_mm),
+        )
+        .where(Compartment.state == "free", Compartment.site_id != site.id)
+        .group_by(Compartment.site_id, Compartment.size_code, Compartment.temperature)
+    ).all()
+    with_room = set()
+    for site_id, size_code, temperature, lowest_floor in groups:
+        probe = allocation.Candidate("", "", sizes[size_code], temperature, lowest_floor, 0)
+        if allocation.rank_candidates(need, [probe], sizes=sizes):
+            with_room.add(site_id)
+    others = session.execute(select(Site.id, Site.name, Site.lat, Site.lon).where(Site.id != site.id)).all()
+    nearest = allocation.nearest_with_room(
+        site.lat, site.lon,
+        [allocation.SiteRoom(o.id, o.name, o.lat, o.lon, o.id in with_room) for o in others],
+    )
+    return Conflict(
+        f"Site {site.name!r} has no free compartment for this parcel.",
+        code="site_full",
+        extra={
+            "alternatives": [
+                {"site_id": room.site_id, "name": room.name, "distance_m": metres}
+                for room, metres in nearest
+            ]
+        },
+    )
+
+
+def list_sites(ctx: Context) -> SiteList:
+    with ctx.db.read() as session:
+        free = free_counts(session)
+        sites = session.scalars(select(Site).order_by(Site.name)).all()
+        return SiteList(items=[site_view(session, s, free.get(s.id, [])) for s in sites])
+
+
+def get_site(ctx: Context, site_id: str, *, with_compartments: bool = False) -> SiteOut:
+    with ctx.db.read() as session:
+        site = access_site(session, site_id)
+        free = free_counts(session, [site.id]).get(site.id, [])
+        return site_view(session, site, free, with_compartments=with_compartments)
+
+
+def create_site(ctx: Context, actor: Actor, spec: SiteIn) -> SiteOut:
+    with ctx.db.transaction() as session:
+        site = do_create_site(session, ctx, actor, spec)
+        session.flush()
+        return site_view(session, site, free_counts(session, [site.id]).get(site.id, []))

@@ -1,0 +1,78 @@
+"""Parcel routes: parse, call one service function, map the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from openlocker.api.deps import CtxDep, PrincipalDep
+from openlocker.parcels import service
+from openlocker.parcels.schemas import AnnounceIn, ParcelList, ParcelOut, PickupIn, PickupOut, Status
+
+router = APIRouter(prefix="/v1", tags=["parcels"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def _answer(response: Response, answer: service.Answer) -> ParcelOut:
+    response.status_code = answer.status_code
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer.parcel
+
+
+@router.post("/parcels", status_code=201)
+def announce_parcel(
+    body: AnnounceIn, ctx: CtxDep, principal: PrincipalDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> ParcelOut:
+    """Announce a parcel for a site (optionally reserving a compartment)."""
+    return _answer(response, service.announce(ctx, principal, body, idempotency_key))
+
+
+@router.get("/parcels")
+def list_parcels(
+    ctx: CtxDep,
+    principal: PrincipalDep,
+    status: Status | None = None,
+    site_id: str | None = None,
+    tracking_number: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ParcelList:
+    """The caller's parcels, newest first, with cursor pagination."""
+    return service.list_parcels(
+        ctx, principal, status=status, site_id=site_id, tracking_number=tracking_number,
+        cursor=cursor, limit=limit,
+    )
+
+
+@router.get("/parcels/{parcel_id}")
+def get_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
+    return service.get_parcel(ctx, principal, parcel_id)
+
+
+@router.post("/parcels/{parcel_id}/deposit")
+def deposit_parcel(
+    parcel_id: str, ctx: CtxDep, principal: PrincipalDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> ParcelOut:
+    """Deposit the parcel; with ``notify: sender`` the answer carries the pickup credentials."""
+    return _answer(response, service.deposit(ctx, principal, parcel_id, idempotency_key))
+
+
+@router.post("/parcels/{parcel_id}/cancel")
+def cancel_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
+    return service.cancel(ctx, principal, parcel_id)
+
+
+@router.post("/parcels/{parcel_id}/return")
+def return_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
+    """Courier retrieval of an expired parcel."""
+    return service.retrieve(ctx, principal, parcel_id)
+
+
+@router.post("/sites/{site_id}/pickups", tags=["kiosk"])
+def pickup(site_id: str, body: PickupIn, ctx: CtxDep, principal: PrincipalDep) -> PickupOut:
+    """A kiosk of the site opens the compartment for a PIN, QR or link token."""
+    return service.pickup(ctx, principal, site_id, body)

@@ -1,0 +1,136 @@
+"""Request and response models of the parcel API (see DESIGN.md, "Interfaces")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+from openlocker.lockers.schemas import Temperature
+
+Status = Literal["announced", "deposited", "picked_up", "cancelled", "expired", "returned"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dimensions(Strict):
+    """Outer dimensions in millimetres; any orientation is tried."""
+
+    length: int = Field(gt=0, le=3000)
+    width: int = Field(gt=0, le=3000)
+    height: int = Field(gt=0, le=3000)
+
+
+class Recipient(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{6,20}$")
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+
+
+class AnnounceIn(Strict):
+    tracking_number: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    site_id: str = Field(min_length=1, max_length=40)
+    size: str | None = Field(default=None, min_length=1, max_length=8)
+    dimensions_mm: Dimensions | None = None
+    weight_g: int | None = Field(default=None, gt=0, le=100_000)
+    temperature: Temperature = "ambient"
+    accessible: bool = False
+    recipient: Recipient = Field(default_factory=Recipient)
+    notify: Literal["openlocker", "sender"] = "openlocker"
+    reserve: bool = False
+
+    @model_validator(mode="after")
+    def _needs_size_and_contact(self) -> AnnounceIn:
+        if self.size is None and self.dimensions_mm is None:
+            raise ValueError("give either size or dimensions_mm")
+        if self.notify == "openlocker" and not (self.recipient.email or self.recipient.phone):
+            raise ValueError("notify 'openlocker' needs recipient.email or recipient.phone")
+        return self
+
+
+class CompartmentRef(BaseModel):
+    id: str
+    label: str
+    size: str
+
+
+class PickupCredentials(BaseModel):
+    """Returned only with ``notify: "sender"``; never stored in plain text."""
+
+    pin: str
+    qr: str
+    link: str
+    expires_at: datetime
+
+
+class ParcelOut(BaseModel):
+    """A parcel as clients see it; fields it does not have yet are left out."""
+
+    id: str
+    tracking_number: str
+    site_id: str
+    status: Status
+    size: str | None = None
+    dimensions_mm: Dimensions | None = None
+    temperature: Temperature
+    accessible: bool
+    notify: str
+    compartment: CompartmentRef | None = None
+    reserved_until: datetime | None = None
+    dwell_deadline: datetime | None = None
+    announced_at: datetime
+    deposited_at: datetime | None = None
+    picked_up_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    expired_at: datetime | None = None
+    returned_at: datetime | None = None
+    pickup: PickupCredentials | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class ParcelList(BaseModel):
+    items: list[ParcelOut]
+    next_cursor: str | None = None
+
+
+class PickupIn(Strict):
+    pin: str | None = Field(default=None, min_length=1, max_length=32)
+    qr: str | None = Field(default=None, min_length=1, max_length=512)
+    link: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PickupIn:
+        if sum(v is not None for v in (self.pin, self.qr, self.link)) != 1:
+            raise ValueError("give exactly one of pin, qr or link")
+        return self
+
+    @property
+    def kind_and_secret(self) -> tuple[str, str]:
+        for kind in ("pin", "qr", "link"):
+            value = getattr(self, kind)
+            if value is not None:
+                return kind, value
+        raise AssertionError("validated to hold one")
+
+
+class PickupOut(BaseModel):
+    parcel_id: str
+    tracking_number: str
+    status: Status
+    compartment: CompartmentRef

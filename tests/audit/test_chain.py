@@ -1,0 +1,86 @@
+"""Every state change is audited in a hash chain that finds edited or removed rows."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select, update
+
+from openlocker.audit.models import AuditEvent
+from openlocker.audit.service import check_chain
+from openlocker.core.context import Context
+from tests.factories import Factory
+
+
+def _lifecycle(factory: Factory, client: TestClient) -> dict[str, object]:
+    carrier = factory.org()
+    site = factory.site("S")
+    parcel = factory.deposited(carrier, site)
+    client.post(f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=factory.kiosk(site).headers)
+    return parcel
+
+
+def test_lifecycle_events_in_order(factory: Factory, client: TestClient, ctx: Context) -> None:
+    parcel = _lifecycle(factory, client)
+    operator = factory.operator()
+    events = client.get("/v1/events", params={"parcel_id": parcel["id"]}, headers=operator.headers).json()
+    assert [e["name"] for e in events["items"]] == ["parcel.announced", "parcel.deposited", "parcel.picked_up"]
+    assert events["items"][1]["compartment_id"] == parcel["compartment"]["id"]  # type: ignore[index]
+    assert events["items"][2]["data"] == {"method": "qr"}
+    assert events["items"][0]["actor"].startswith("key:")
+
+
+def test_events_page_through_the_whole_log(factory: Factory, client: TestClient, ctx: Context) -> None:
+    _lifecycle(factory, client)
+    operator = factory.operator()
+    seen, cursor = [], None
+    while True:
+        params: dict[str, object] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/events", params=params, headers=operator.headers).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(seen, seen[1:], strict=False))
+    with ctx.db.read() as session:
+        report = check_chain(session)
+    assert report.intact and report.checked == len(seen)
+
+
+def test_verify_finds_an_edited_event(factory: Factory, client: TestClient, ctx: Context) -> None:
+    parcel = _lifecycle(factory, client)
+    with ctx.db.transaction() as session:
+        target = session.scalars(
+            select(AuditEvent).where(AuditEvent.name == "parcel.deposited", AuditEvent.parcel_id == parcel["id"])
+        ).one()
+        session.execute(update(AuditEvent).where(AuditEvent.seq == target.seq).values(actor="key:someone-else"))
+    with ctx.db.read() as session:
+        report = check_chain(session)
+    assert not report.intact and report.broken_seq == target.seq and report.reason == "event content altered"
+
+
+def test_verify_finds_a_removed_event(factory: Factory, client: TestClient, ctx: Context) -> None:
+    _lifecycle(factory, client)
+    with ctx.db.transaction() as session:
+        seqs = session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all()
+        session.execute(delete(AuditEvent).where(AuditEvent.seq == seqs[2]))
+    with ctx.db.read() as session:
+        report = check_chain(session)
+    assert not report.intact and report.broken_seq == seqs[3]
+    with ctx.db.transaction() as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.seq == seqs[-1]))
+        session.execute(delete(AuditEvent).where(AuditEvent.seq >= seqs[2]))
+    with ctx.db.read() as session:
+        tail = check_chain(session)
+    assert not tail.intact and tail.reason == "events missing at the end of the chain"
+
+
+def test_rolled_back_work_leaves_no_event(factory: Factory, client: TestClient, ctx: Context) -> None:
+    carrier = factory.org()
+    site = factory.site("S")
+    factory.site("X")
+    with ctx.db.read() as session:
+        before = len(session.scalars(select(AuditEvent.seq)).all())
+    assert factory.announce(carrier, site, size="XL").json()["code"] == "site_full"
+    with ctx.db.read() as session:
+        assert len(session.scalars(select(AuditEvent.seq)).all()) == before
