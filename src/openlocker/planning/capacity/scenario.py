@@ -77,13 +77,16 @@ DEFAULT_WINDOWS: tuple[ArrivalWindow, ...] = (
 )
 
 
+#: An assumed mix for the default size classes: most e-commerce parcels are small.
+DEFAULT_SIZE_MIX = {"S": 0.45, "M": 0.35, "L": 0.15, "XL": 0.05}
+
+
 class Demand(_Strict):
     """Parcels per day on an average ordinary week, shaped by size mix, weekday and peaks."""
 
     parcels_per_day: float = Field(gt=0)
-    size_mix: dict[str, float] = Field(
-        default_factory=lambda: {"S": 0.45, "M": 0.35, "L": 0.15, "XL": 0.05}
-    )
+    #: Share of parcels per size code; null means ``DEFAULT_SIZE_MIX`` (default size classes only).
+    size_mix: dict[str, float] | None = None
     #: Monday to Sunday; rescaled to a mean of 1 so ``parcels_per_day`` stays the weekly mean.
     weekly_profile: tuple[float, float, float, float, float, float, float] = (1, 1, 1, 1, 1, 1, 1)
     peaks: tuple[Peak, ...] = ()
@@ -91,7 +94,8 @@ class Demand(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Demand:
-        if any(share < 0 for share in self.size_mix.values()) or sum(self.size_mix.values()) <= 0:
+        shares = (self.size_mix or DEFAULT_SIZE_MIX).values()
+        if any(share < 0 for share in shares) or sum(shares) <= 0:
             raise ValueError("size_mix needs non-negative shares with a positive sum")
         if any(f < 0 for f in self.weekly_profile) or sum(self.weekly_profile) <= 0:
             raise ValueError("weekly_profile needs 7 non-negative factors with a positive sum")
@@ -168,9 +172,11 @@ class Scenario(_Strict):
         codes = [size.code for size in self.size_classes]
         if not codes or len(set(codes)) != len(codes):
             raise ValueError("size_classes needs at least one class and unique codes")
+        if self.demand.size_mix is None and set(DEFAULT_SIZE_MIX) - set(codes):
+            raise ValueError("demand.size_mix is required with size classes other than the defaults")
         for field, keys in (
             ("compartments", self.compartments),
-            ("demand.size_mix", self.demand.size_mix),
+            ("demand.size_mix", self.demand.size_mix or {}),
         ):
             unknown = sorted(set(keys) - set(codes))
             if unknown:
@@ -192,7 +198,8 @@ class Scenario(_Strict):
 
     def mix(self) -> list[float]:
         """The size mix per size class, normalised to sum to 1."""
-        shares = [self.demand.size_mix.get(code, 0.0) for code in self.codes]
+        size_mix = self.demand.size_mix or DEFAULT_SIZE_MIX
+        shares = [size_mix.get(code, 0.0) for code in self.codes]
         return [share / sum(shares) for share in shares]
 
     def unit_weights(self) -> list[float]:
@@ -215,7 +222,7 @@ def parse_scenario(document: object) -> Scenario:
         problems = []
         for item in error.errors():
             where = ".".join(str(part) for part in item["loc"]) or "scenario"
-            problems.append(f"{where}: {item['msg']}")
+            problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems)) from None
 
 
