@@ -23,7 +23,7 @@ MAX_LOCKOUT_SECONDS = 3600
 #: One failure is forgiven per full quiet period; equal to the cap so even a locked-out
 #: attacker's count stops rising (wait an hour, lose one failure, add one).
 FORGIVE_SECONDS = MAX_LOCKOUT_SECONDS
-#: Beyond this many doublings the lockout is capped anyway; keeps ``2**n`` small.
+#: Beyond this many doublings the lockout is capped anyway; bounds the shift for huge counts.
 _DOUBLINGS = (MAX_LOCKOUT_SECONDS // FIRST_LOCKOUT_SECONDS).bit_length()
 
 
