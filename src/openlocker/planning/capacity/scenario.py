@@ -33,13 +33,13 @@ class SizeClass(_Strict):
     cost: float | None = Field(default=None, ge=0)
 
 
-#: Defaults modelled on common locker columns (450 mm wide, 600 mm deep doors of four heights);
-#: costs are relative (S = 1) and only used when ``objective`` is ``"cost"``.
+#: The server's seeded size classes (migration 0001); front area is inner width x height, as
+#: ``history.py`` derives it. Costs are relative (S = 1), used when ``objective`` is ``"cost"``.
 DEFAULT_SIZE_CLASSES: tuple[SizeClass, ...] = (
-    SizeClass(code="S", inner_mm=(430, 80, 580), front_area_m2=0.045, cost=1.0),
-    SizeClass(code="M", inner_mm=(430, 190, 580), front_area_m2=0.090, cost=1.3),
-    SizeClass(code="L", inner_mm=(430, 400, 580), front_area_m2=0.180, cost=1.8),
-    SizeClass(code="XL", inner_mm=(430, 600, 580), front_area_m2=0.270, cost=2.4),
+    SizeClass(code="S", inner_mm=(380, 80, 640), front_area_m2=0.0304, cost=1.0),
+    SizeClass(code="M", inner_mm=(380, 190, 640), front_area_m2=0.0722, cost=1.3),
+    SizeClass(code="L", inner_mm=(380, 410, 640), front_area_m2=0.1558, cost=1.8),
+    SizeClass(code="XL", inner_mm=(600, 600, 640), front_area_m2=0.36, cost=2.6),
 )
 
 

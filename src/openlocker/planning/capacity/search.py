@@ -34,6 +34,7 @@ class Recommendation:
     weight: float  # total front area in m², or total cost
     meets_target: bool
     mixes_simulated: int
+    search_seed: int  # streams the mix is locally smallest on; verified on search_seed + 1
 
 
 def starting_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float) -> tuple[int, ...]:
@@ -57,16 +58,17 @@ def recommend_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float
         current = search.add_until_feasible(current, seed)
         current = search.remove_while_feasible(current, seed)
         mix = current.counts
-        seed += 1
-        verified = evaluate_mix(scenario, model, mix, seed=seed)
+        verified = evaluate_mix(scenario, model, mix, seed=seed + 1)
         search.simulated += 1
         if verified.peak_overflow <= scenario.target_overflow:
             break
+        seed += 1
     return Recommendation(
         evaluation=verified,
         weight=search.weight(mix),
         meets_target=verified.peak_overflow <= scenario.target_overflow,
         mixes_simulated=search.simulated,
+        search_seed=seed,
     )
 
 
