@@ -87,17 +87,28 @@ def assign_to_lockers(
 ) -> LockerAssignment:
     """Place accepting recipients' parcels in lockers within their walk.
 
-    Recipients closest to a locker go first; each takes the nearest locker within
+    Recipients who chose a locker get a compartment there first, however far it is. Then
+    recipients closest to a locker go first; each takes the nearest locker within
     ``max_walk_m`` that has a free compartment of the parcel's size or larger, and the
     smallest such compartment. Parcels that find no room stay doorstep deliveries.
     """
     free = {s.id: dict(s.free) for s in lockers}
     walks = walk_m(deliveries, lockers, circuity)
-    candidates = [i for i, d in enumerate(deliveries) if d.id in accepting]
-    nearest = {i: float(walks[i].min()) if lockers else np.inf for i in candidates}
-    candidates.sort(key=lambda i: (nearest[i], i))
     locker_of: dict[str, str] = {}
     compartment_of: dict[str, str] = {}
+    column = {s.id: j for j, s in enumerate(lockers)}
+    for d in deliveries:
+        if d.id in accepting and d.locker is not None:
+            chosen = np.full(len(lockers), np.inf)
+            chosen[column[d.locker]] = 0.0
+            claim = _claim(chosen, d.size, lockers, free, sizes, max_walk_m)
+            if claim is not None:
+                locker_of[d.id], compartment_of[d.id] = claim
+    candidates = [
+        i for i, d in enumerate(deliveries) if d.id in accepting and d.id not in locker_of
+    ]
+    nearest = {i: float(walks[i].min()) if lockers else np.inf for i in candidates}
+    candidates.sort(key=lambda i: (nearest[i], i))
     out_of_reach = no_room = 0
     for i in candidates:
         if nearest[i] > max_walk_m:

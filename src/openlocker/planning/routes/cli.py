@@ -165,9 +165,15 @@ def _scenario(
             when = date.fromisoformat(day)
         except ValueError:
             raise ScenarioError(f"--date must be YYYY-MM-DD, got {day!r}") from None
+        # The server's tables load only when a plan needs them.
         from openlocker.planning.routes.from_db import scenario_from_db
 
-        return scenario_from_db(carrier, when, fleet)
+        db_day = scenario_from_db(carrier, when, fleet)
+        if db_day.left_out:
+            Console(stderr=True).print(
+                f"note: {db_day.left_out} parcel(s) without recipient lat/lon left out"
+            )
+        return db_day.scenario
     assert scenario_file is not None
     return load_scenario(scenario_file, deliveries)
 

@@ -86,6 +86,8 @@ class Delivery:
     """Delivery time window as seconds after midnight, or None for any time."""
     accepts_locker: bool | None = None
     """The recipient's known choice; None means drawn at the scenario's acceptance share."""
+    locker: str | None = None
+    """The locker the recipient chose, if any; tried first, whatever the walk."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,10 @@ def parse_scenario(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -
         raise ScenarioError("'lockers' must be a list")
     lockers = tuple(_locker(s, f"lockers[{i}]", sizes) for i, s in enumerate(lockers_doc))
     _check_unique((s.id for s in lockers), "locker")
+    known = {s.id for s in lockers}
+    for d in deliveries:
+        if d.locker is not None and d.locker not in known:
+            raise ScenarioError(f"delivery {d.id}: unknown locker {d.locker!r}")
 
     service_doc = document.get("service", {})
     if not isinstance(service_doc, dict):
@@ -219,8 +225,8 @@ def parse_scenario(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -
 
 
 DELIVERY_CSV_COLUMNS = ("id", "lat", "lon", "size")
-"""Required CSV columns; optional ones are ``window_start``, ``window_end`` (HH:MM) and
-``accepts_locker`` (``yes``/``no``, empty for unknown)."""
+"""Required CSV columns; optional ones are ``window_start``, ``window_end`` (HH:MM),
+``accepts_locker`` (``yes``/``no``, empty for unknown) and ``locker`` (a chosen locker id)."""
 
 
 def read_deliveries_csv(path: Path, sizes: Mapping[str, int]) -> tuple[Delivery, ...]:
@@ -242,6 +248,8 @@ def read_deliveries_csv(path: Path, sizes: Mapping[str, int]) -> tuple[Delivery,
                     "lon": _csv_float(row["lon"], f"{where}: lon"),
                     "size": row["size"],
                 }
+                if row.get("locker"):
+                    document["locker"] = row["locker"]
                 if row.get("window_start") or row.get("window_end"):
                     document["window"] = [row.get("window_start"), row.get("window_end")]
                 choice = (row.get("accepts_locker") or "").strip().lower()
@@ -383,12 +391,14 @@ def _delivery(document: object, where: str, sizes: Mapping[str, int]) -> Deliver
     accepts = document.get("accepts_locker")
     if accepts is not None and not isinstance(accepts, bool):
         raise ScenarioError(f"{where}.accepts_locker must be true or false")
+    locker = document.get("locker") or None
     return Delivery(
         id=str(identifier),
         point=_point(document, where),
         size=str(size),
         window_s=window_s,
         accepts_locker=accepts,
+        locker=None if locker is None else str(locker),
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from openlocker.planning.routes.geo import EARTH_RADIUS_M
 from openlocker.planning.routes.scenario import (
     DEFAULT_SIZES,
+    DEFAULT_VAN_CAPACITY,
     Delivery,
     Depot,
     LockerSite,
@@ -65,7 +66,9 @@ def synthetic_scenario(parcels: int, lockers: int, seed: int) -> Scenario:
         CITY_RADIUS_M * 1.1 * math.cos(depot_bearing), CITY_RADIUS_M * 1.1 * math.sin(depot_bearing)
     )
     vans = VehicleType(
-        name="van", count=max(math.ceil(parcels / PARCELS_PER_VAN), 1), capacity=6000
+        name="van",
+        count=max(math.ceil(parcels / PARCELS_PER_VAN), 1),
+        capacity=DEFAULT_VAN_CAPACITY,
     )
     return Scenario(
         depot=Depot(point=depot),
