@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from openlocker.planning.routes.service import compare_routes
-from openlocker.planning.routes.solver import DEFAULT_TIME_LIMIT_S, solve_vrplib
+from openlocker.planning.routes.solver import DEFAULT_TIME_LIMIT_S, Search, solve_vrplib
 from openlocker.planning.routes.synthetic import synthetic_scenario
 
 VRP_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/vrp"
@@ -24,7 +24,7 @@ def main() -> None:
     print(f"default time limit: {DEFAULT_TIME_LIMIT_S:g} s per route plan")
     started = time.perf_counter()
     scenario = synthetic_scenario(PARCELS, LOCKERS, SEED)
-    comparison = compare_routes(scenario, seed=SEED)
+    comparison = compare_routes(scenario, search=Search(seed=SEED))
     wall = time.perf_counter() - started
     verdict = "ok" if wall < BUDGET_S else "OVER BUDGET"
     print(f"\n{PARCELS} parcels, {LOCKERS} lockers (seed {SEED}): {wall:.1f} s wall [{verdict}]")
@@ -40,7 +40,7 @@ def main() -> None:
     worst = 0.0
     for name in INSTANCES:
         started = time.perf_counter()
-        result = solve_vrplib(VRP_DIR / f"{name}.vrp", seed=SEED)
+        result = solve_vrplib(VRP_DIR / f"{name}.vrp", search=Search(seed=SEED))
         seconds = time.perf_counter() - started
         gap = result.gap_pct
         assert gap is not None, f"{name}: no .sol with the best known cost"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,20 @@ def test_attempt_draws_are_reproducible() -> None:
     assert first == again
     failures = sum(first.fails_first(d.id, 0.5) for d in deliveries)
     assert 30 < failures < 70
+
+
+def test_a_chosen_locker_is_used_however_far_and_before_nearer_ones() -> None:
+    far_site = LockerSite(
+        "far", Point(LOCKER.lat + 2000 / 111_195, LOCKER.lon), {"S": 1, "M": 0, "L": 0}
+    )
+    near_site = LockerSite("near", LOCKER, {"S": 1, "M": 0, "L": 0})
+    chooser = replace(north_of_locker("chooser", 10), locker="far")
+    result = assign_to_lockers(
+        [north_of_locker("d1", 5), chooser],
+        frozenset({"d1", "chooser"}),
+        [near_site, far_site],
+        SIZES,
+        300,
+        1.0,
+    )
+    assert result.locker_of == {"chooser": "far", "d1": "near"}

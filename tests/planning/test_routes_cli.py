@@ -74,7 +74,17 @@ def test_small_scenario_consolidates_the_two_parcels_within_walk() -> None:
 def test_vrplib_instance_within_one_percent_of_best_known() -> None:
     result = runner.invoke(
         app,
-        ["plan", "routes", "--vrplib", str(DATA / "X-n101-k25.vrp"), "--time-limit", "2", "--json"],
+        [
+            "plan",
+            "routes",
+            "--vrplib",
+            str(DATA / "X-n101-k25.vrp"),
+            "--time-limit",
+            "60",
+            "--max-iterations",
+            "5000",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -100,3 +110,21 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "routes", str(tmp_path / "missing.json")])
     assert result.exit_code == 2
     assert "cannot read scenario" in result.stderr
+
+
+def test_road_matrix_file_replaces_estimated_distances(tmp_path: Path) -> None:
+    ids = ["depot", "a1", "a2", "a3", "a4", "a5", "L1"]
+    rows = [",".join(["", *ids])]
+    for i, frm in enumerate(ids):
+        rows.append(",".join([frm, *("0" if i == j else "5" for j in range(len(ids)))]))
+    matrix = tmp_path / "roads.csv"
+    matrix.write_text("\n".join(rows) + "\n")
+    args = ["plan", "routes", str(DATA / "routes_small.json"), "--time-limit", "0.2", "--json"]
+    document = json.loads(runner.invoke(app, [*args, "--road-matrix", str(matrix)]).stdout)
+    # Every leg is 5 km: five doorstep stops need six legs on one van.
+    assert document["doorstep"]["km"] == 30.0
+
+    matrix.write_text("\n".join(rows[:-1]) + "\n")
+    result = runner.invoke(app, [*args, "--road-matrix", str(matrix)])
+    assert result.exit_code == 2
+    assert "no distances for 1 id(s): L1" in result.stderr

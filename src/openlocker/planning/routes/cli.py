@@ -14,12 +14,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from openlocker.planning.routes.report import comparison_document, kpi_table, write_figure
+from openlocker.planning.routes.report import (
+    comparison_document,
+    kpi_table,
+    search_settings,
+    write_figure,
+)
 from openlocker.planning.routes.scenario import Scenario, ScenarioError, load_scenario
 from openlocker.planning.routes.service import SCENARIOS, ScenarioProgress, compare_routes
 from openlocker.planning.routes.solver import (
     DEFAULT_TIME_LIMIT_S,
     NoFeasiblePlan,
+    Search,
+    VrplibResult,
     solve_vrplib,
 )
 from openlocker.planning.routes.synthetic import synthetic_scenario
@@ -65,6 +72,12 @@ def routes_command(
     time_limit: Annotated[
         float, typer.Option(help="Seconds of solver search per route plan.", min=0.1)
     ] = DEFAULT_TIME_LIMIT_S,
+    max_iterations: Annotated[
+        int | None,
+        typer.Option(
+            help="Also stop each search after this many iterations (reproducible).", min=1
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for generated data, choices and the solver.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     figure: Annotated[
@@ -74,38 +87,14 @@ def routes_command(
     """Compare doorstep delivery with locker-consolidated delivery for one day's parcels."""
     console = Console()
     errors = Console(stderr=True)
+    search = Search(time_limit=time_limit, max_iterations=max_iterations, seed=seed)
     try:
         if vrplib_file is not None:
             with _progress(errors, ("solve",), enabled=not as_json) as report:
                 result = solve_vrplib(
-                    vrplib_file,
-                    time_limit=time_limit,
-                    seed=seed,
-                    progress=lambda s: report("solve", s),
+                    vrplib_file, search=search, progress=lambda share: report("solve", share)
                 )
-            if as_json:
-                typer.echo(
-                    json.dumps(
-                        {
-                            "instance": result.instance,
-                            "cost": result.cost,
-                            "routes": result.routes,
-                            "best_known": result.best_known,
-                            "gap_pct": None if result.gap_pct is None else round(result.gap_pct, 3),
-                            "time_limit_s": time_limit,
-                            "seed": seed,
-                        }
-                    )
-                )
-            else:
-                known = (
-                    ""
-                    if result.gap_pct is None
-                    else f" (best known {result.best_known:g}, gap {result.gap_pct:.2f}%)"
-                )
-                console.print(
-                    f"{result.instance}: cost {result.cost:g} with {result.routes} routes{known}"
-                )
+            _print_vrplib(result, search, console, as_json=as_json)
             return
         scenario = _scenario(
             scenario_file,
@@ -122,7 +111,7 @@ def routes_command(
         if road_matrix is not None:
             scenario = replace(scenario, road_matrix=road_matrix)
         with _progress(errors, SCENARIOS, enabled=not as_json) as report:
-            comparison = compare_routes(scenario, time_limit=time_limit, seed=seed, progress=report)
+            comparison = compare_routes(scenario, search=search, progress=report)
     except ScenarioError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(BAD_INPUT) from None
@@ -132,11 +121,29 @@ def routes_command(
     if figure is not None:
         write_figure(comparison, figure)
     if as_json:
-        typer.echo(json.dumps(comparison_document(comparison, time_limit=time_limit, seed=seed)))
+        typer.echo(json.dumps(comparison_document(comparison, search)))
         return
     console.print(kpi_table(comparison))
     if figure is not None:
         console.print(f"Map of both plans: {figure}")
+
+
+def _print_vrplib(result: VrplibResult, search: Search, console: Console, *, as_json: bool) -> None:
+    if as_json:
+        document = {
+            "instance": result.instance,
+            "cost": result.cost,
+            "routes": result.routes,
+            "best_known": result.best_known,
+            "gap_pct": None if result.gap_pct is None else round(result.gap_pct, 3),
+            **search_settings(search),
+        }
+        typer.echo(json.dumps(document))
+        return
+    known = ""
+    if result.gap_pct is not None:
+        known = f" (best known {result.best_known:g}, gap {result.gap_pct:.2f}%)"
+    console.print(f"{result.instance}: cost {result.cost:g} with {result.routes} routes{known}")
 
 
 def _scenario(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from openlocker.planning.routes.plan import COMPARED, DayPlan, Network
 from openlocker.planning.routes.service import Comparison
+from openlocker.planning.routes.solver import Search
 
 LABELS = {
     "vehicles": "Vehicles",
@@ -24,7 +25,16 @@ LABELS = {
 }
 
 
-def comparison_document(comparison: Comparison, *, time_limit: float, seed: int) -> dict[str, Any]:
+def search_settings(search: Search) -> dict[str, Any]:
+    """The solver settings a result was found with, to print beside it."""
+    return {
+        "time_limit_s": search.time_limit,
+        "max_iterations": search.max_iterations,
+        "seed": search.seed,
+    }
+
+
+def comparison_document(comparison: Comparison, search: Search) -> dict[str, Any]:
     """The machine-readable comparison: one object per scenario, savings in percent."""
     assignment = comparison.assignment
     return {
@@ -39,8 +49,7 @@ def comparison_document(comparison: Comparison, *, time_limit: float, seed: int)
             "out_of_reach": assignment.out_of_reach,
             "no_room": assignment.no_room,
         },
-        "time_limit_s": time_limit,
-        "seed": seed,
+        **search_settings(search),
     }
 
 

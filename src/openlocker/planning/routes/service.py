@@ -27,9 +27,10 @@ from openlocker.planning.routes.plan import (
     scenario_kpis,
 )
 from openlocker.planning.routes.scenario import Scenario
-from openlocker.planning.routes.solver import DEFAULT_TIME_LIMIT_S, solve_day
+from openlocker.planning.routes.solver import Search, solve_day
 
 SCENARIOS = ("doorstep", "lockers")
+DEFAULT_SEARCH = Search()
 
 ScenarioProgress = Callable[[str, float], None]
 """Called with a scenario name and the share of its time limit used."""
@@ -55,17 +56,16 @@ class Comparison:
 def compare_routes(
     scenario: Scenario,
     *,
-    time_limit: float = DEFAULT_TIME_LIMIT_S,
-    seed: int = 0,
+    search: Search = DEFAULT_SEARCH,
     progress: ScenarioProgress | None = None,
 ) -> Comparison:
     """Plan the day both ways with the same recipients at home and the same seed.
 
-    Each scenario's day plan gets ``time_limit`` seconds of search. Raises ``ScenarioError``
+    Each scenario's day plan gets its own ``search``. Raises ``ScenarioError``
     when no fleet could carry the day and ``NoFeasiblePlan`` when the solver finds no plan.
     """
     network = build_network(scenario)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(search.seed)
     accepting = draw_locker_choices(scenario, rng)
     draws = draw_attempts(scenario.deliveries, rng)
     assignment = assign_to_lockers(
@@ -91,9 +91,7 @@ def compare_routes(
         ("lockers", consolidated, {k: dict(v) for k, v in assignment.free_after.items()}),
     ):
         report = None if progress is None else _bind(progress, name)
-        plan = solve_day(
-            stops, network, scenario, time_limit=time_limit, seed=seed, progress=report
-        )
+        plan = solve_day(stops, network, scenario, search=search, progress=report)
         failed = [
             d
             for d in scenario.deliveries

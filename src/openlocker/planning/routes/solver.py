@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyvrp
 import vrplib  # type: ignore[import-untyped]
-from pyvrp.stop import MaxRuntime
+from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria, StoppingCriterion
 
 from openlocker.planning.routes.plan import DayPlan, Network, PlannedRoute, Stop
 from openlocker.planning.routes.scenario import Scenario, ScenarioError
@@ -36,28 +36,49 @@ class NoFeasiblePlan(Exception):
     """The solver found no plan that respects capacities, shifts and time windows."""
 
 
+@dataclass(frozen=True)
+class Search:
+    """How long the solver searches, and its seed.
+
+    ``max_iterations`` stops it earlier after that many iterations, which makes a result
+    the same on any machine; a time limit alone depends on the machine's speed.
+    """
+
+    time_limit: float = DEFAULT_TIME_LIMIT_S
+    max_iterations: int | None = None
+    seed: int = 0
+
+    def run(self, data: pyvrp.ProblemData, progress: Progress | None) -> pyvrp.Result:
+        stop: StoppingCriterion = MaxRuntime(self.time_limit)
+        if self.max_iterations is not None:
+            stop = MultipleCriteria([stop, MaxIterations(self.max_iterations)])
+        params = pyvrp.SolveParams()
+        if progress is not None:
+            callbacks = _ReportProgress(progress, self)
+            params = pyvrp.SolveParams(ils=pyvrp.IteratedLocalSearchParams(callbacks=callbacks))
+        return pyvrp.solve(data, stop, seed=self.seed, display=False, params=params)
+
+
 class _ReportProgress(pyvrp.IteratedLocalSearchCallbacks):
-    def __init__(self, report: Progress, time_limit: float) -> None:
+    def __init__(self, report: Progress, search: Search) -> None:
         self._report = report
-        self._limit = time_limit
+        self._search = search
         self._start = time.perf_counter()
         self._last = 0.0
+        self._iterations = 0
 
     def on_start(self, ils: pyvrp.IteratedLocalSearch) -> None:
         self._start = time.perf_counter()
 
     def on_iteration(self, *_: object) -> None:
+        self._iterations += 1
         now = time.perf_counter()
         if now - self._last >= 0.1:  # redrawing a bar every iteration would cost search time
             self._last = now
-            self._report(min((now - self._start) / self._limit, 1.0) if self._limit else 1.0)
-
-
-def _params(progress: Progress | None, time_limit: float) -> pyvrp.SolveParams:
-    if progress is None:
-        return pyvrp.SolveParams()
-    callbacks = _ReportProgress(progress, time_limit)
-    return pyvrp.SolveParams(ils=pyvrp.IteratedLocalSearchParams(callbacks=callbacks))
+            share = (now - self._start) / self._search.time_limit
+            if self._search.max_iterations:
+                share = max(share, self._iterations / self._search.max_iterations)
+            self._report(min(share, 1.0))
 
 
 def solve_day(
@@ -65,8 +86,7 @@ def solve_day(
     network: Network,
     scenario: Scenario,
     *,
-    time_limit: float = DEFAULT_TIME_LIMIT_S,
-    seed: int = 0,
+    search: Search,
     progress: Progress | None = None,
 ) -> DayPlan:
     """Route ``stops`` from the depot with the scenario's fleet; raises ``NoFeasiblePlan``."""
@@ -112,9 +132,7 @@ def solve_day(
     depots = [pyvrp.Depot(location=0)]
     # PyVRP's stub spells the matrix type ndarray[int], which no real array matches.
     data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, [distance], [duration])  # type: ignore[list-item]
-    result = pyvrp.solve(
-        data, MaxRuntime(time_limit), seed=seed, display=False, params=_params(progress, time_limit)
-    )
+    result = search.run(data, progress)
     if not result.is_feasible():
         raise NoFeasiblePlan(
             f"no plan delivers all {len(stops)} stops with {data.num_vehicles} vehicles within "
@@ -150,8 +168,7 @@ class VrplibResult:
 def solve_vrplib(
     path: Path,
     *,
-    time_limit: float = DEFAULT_TIME_LIMIT_S,
-    seed: int = 0,
+    search: Search,
     progress: Progress | None = None,
 ) -> VrplibResult:
     """Solve a VRPLIB CVRP instance with distances rounded to integers, as CVRPLIB does."""
@@ -161,11 +178,9 @@ def solve_vrplib(
         raise ScenarioError(f"no such VRPLIB file: {path}") from None
     except (ValueError, KeyError, IndexError) as exc:
         raise ScenarioError(f"{path}: not a VRPLIB instance PyVRP can read: {exc}") from exc
-    result = pyvrp.solve(
-        data, MaxRuntime(time_limit), seed=seed, display=False, params=_params(progress, time_limit)
-    )
+    result = search.run(data, progress)
     if not result.is_feasible():
-        raise NoFeasiblePlan(f"{path.name}: no feasible solution within {time_limit:g} s")
+        raise NoFeasiblePlan(f"{path.name}: no feasible solution found")
     solution_file = path.with_suffix(".sol")
     best_known = None
     if solution_file.exists():
