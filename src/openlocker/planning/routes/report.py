@@ -107,7 +107,7 @@ def write_figure(comparison: Comparison, path: Path) -> None:
         ax.set_aspect(aspect, adjustable="box")
     axes[0].set_ylabel("latitude")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ FAILED_PARCEL_POLICIES: tuple[FailedParcelPolicy, ...] = ("redeliver", "locker")
 #: Parcel size classes, smallest first, with the van space each takes in litres: the inner
 #: volumes of InPost's A, B and C compartments (8x38x64, 19x38x64 and 41x38x64 cm).
 DEFAULT_SIZES: dict[str, int] = {"S": 19, "M": 46, "L": 100}
-#: Usable load volume of a medium panel van in litres (Ford Transit Custom L1: 6.0 m3).
+#: Load space of a medium panel van in litres (about 6 m3, e.g. a Ford Transit Custom).
 DEFAULT_VAN_CAPACITY = 6000
 #: HMRC approved mileage rate for cars and vans, 45p a mile, in GBP per km.
 DEFAULT_COST_PER_KM = 0.28
@@ -40,9 +40,9 @@ DEFAULT_FAILURE_RATE = 0.04
 DEFAULT_LOCKER_ACCEPTANCE = 0.41
 #: Zielona Góra user survey (Wrocław University of Economics): lockers within 300 m satisfy 75%.
 DEFAULT_MAX_WALK_M = 300.0
-#: Service times in seconds, calibrated on InPost's ~75 door-to-door parcels a courier-day
-#: against ~1,000 into lockers (see docs): a doorstep stop, and a locker stop's fixed part and
-#: its time per parcel.
+#: Service times in seconds, checked against InPost's ~75 door-to-door parcels a courier-day
+#: (3 min at the door understates it) and ~1,000 into lockers (see docs): a doorstep stop,
+#: and a locker stop's fixed part and its time per parcel.
 DEFAULT_DOORSTEP_SERVICE_S = 180
 DEFAULT_LOCKER_FIXED_S = 600
 DEFAULT_LOCKER_PER_PARCEL_S = 20
@@ -122,9 +122,6 @@ class Scenario:
     speed_kmh: float = DEFAULT_SPEED_KMH
     road_matrix: Path | None = None
     """A CSV of road km between ids (``depot``, deliveries, lockers), if the user has one."""
-
-    def with_deliveries(self, deliveries: Sequence[Delivery]) -> Scenario:
-        return replace(self, deliveries=tuple(deliveries))
 
 
 def load_scenario(path: Path, deliveries_csv: Path | None = None) -> Scenario:
