@@ -52,7 +52,7 @@ def test_from_db_plans_the_carriers_parcels_of_the_day(
 ) -> None:
     carrier = factory.org()
     site = factory.site("SSM", lat=52.2297, lon=21.0122)
-    for k in range(3):
+    for k in range(4):
         add_parcel(ctx, carrier.id, site, {"lat": 52.232 + k / 1000, "lon": 21.015}, DAY)
     add_parcel(ctx, carrier.id, site, {"name": "no position"}, DAY)
     add_parcel(
@@ -76,9 +76,11 @@ def test_from_db_plans_the_carriers_parcels_of_the_day(
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    # Two free S compartments: two of the three routable parcels go in, the third to the door.
-    assert document["doorstep"]["parcels"] == 3
-    assert document["lockers"]["locker_parcels"] == 2
+    # Two S compartments and an M one: three of the four routable S parcels go in (one
+    # upsized), the fourth goes to the door.
+    assert document["doorstep"]["parcels"] == 4
+    assert document["lockers"]["locker_parcels"] == 3
+    assert document["lockers"]["doorstep_parcels"] == 1
     assert "1 parcel(s) without recipient lat/lon left out" in result.stderr
 
 
