@@ -7,8 +7,6 @@ Parcels without an address position cannot be routed to the door and are left ou
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -21,7 +19,6 @@ from openlocker.core.db import Database
 from openlocker.lockers.models import Compartment, Site, SizeClass
 from openlocker.parcels.models import Parcel
 from openlocker.planning.routes.scenario import (
-    DEFAULT_VAN_CAPACITY,
     Delivery,
     Depot,
     LockerSite,
@@ -29,9 +26,10 @@ from openlocker.planning.routes.scenario import (
     Scenario,
     ScenarioError,
     VehicleType,
+    default_vans,
     parse_scenario,
+    read_json_object,
 )
-from openlocker.planning.routes.synthetic import PARCELS_PER_VAN
 
 #: A compartment in one of these states can take a parcel of the day.
 FREE_STATES = ("free",)
@@ -150,19 +148,7 @@ def _fleet(
     if fleet is None:
         lat = sum(s.point.lat for s in lockers) / len(lockers)
         lon = sum(s.point.lon for s in lockers) / len(lockers)
-        vans = VehicleType(
-            name="van",
-            count=max(math.ceil(parcels / PARCELS_PER_VAN), 1),
-            capacity=DEFAULT_VAN_CAPACITY,
-        )
-        return Depot(Point(lat, lon)), (vans,)
-    try:
-        document = json.loads(fleet.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"cannot read fleet {fleet}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"{fleet}: not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ScenarioError(f"{fleet}: the fleet must be a JSON object with depot and vehicles")
+        return Depot(Point(lat, lon)), (default_vans(parcels),)
+    document = read_json_object(fleet, "fleet")
     parsed = parse_scenario({**document, "deliveries": []})
     return parsed.depot, parsed.vehicles

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ DEFAULT_MAX_WALK_M = 300.0
 DEFAULT_DOORSTEP_SERVICE_S = 180
 DEFAULT_LOCKER_FIXED_S = 600
 DEFAULT_LOCKER_PER_PARCEL_S = 20
+
+
+#: Default fleet size: one van per InPost door-to-door courier-day (~75 parcels).
+PARCELS_PER_VAN = 75
 
 
 class ScenarioError(ValueError):
@@ -124,17 +129,32 @@ class Scenario:
     """A CSV of road km between ids (``depot``, deliveries, lockers), if the user has one."""
 
 
-def load_scenario(path: Path, deliveries_csv: Path | None = None) -> Scenario:
-    """Read a scenario JSON file; deliveries come from ``deliveries_csv`` when given, else
-    from the file's ``deliveries`` (a list, or a CSV path relative to the JSON file)."""
+def default_vans(parcels: int) -> VehicleType:
+    """Default vans, enough of them for ``parcels`` at a door-to-door courier's day each."""
+    return VehicleType(
+        name="van",
+        count=max(math.ceil(parcels / PARCELS_PER_VAN), 1),
+        capacity=DEFAULT_VAN_CAPACITY,
+    )
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding an object; ``what`` names it in errors."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
+        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
-        raise ScenarioError(f"{path}: the scenario must be a JSON object")
+        raise ScenarioError(f"{path}: the {what} must be a JSON object")
+    return document
+
+
+def load_scenario(path: Path, deliveries_csv: Path | None = None) -> Scenario:
+    """Read a scenario JSON file; deliveries come from ``deliveries_csv`` when given, else
+    from the file's ``deliveries`` (a list, or a CSV path relative to the JSON file)."""
+    document = read_json_object(path, "scenario")
     if deliveries_csv is not None:
         document["deliveries"] = str(deliveries_csv.resolve())
     return parse_scenario(document, base_dir=path.parent)

@@ -12,14 +12,13 @@ import numpy as np
 from openlocker.planning.routes.geo import EARTH_RADIUS_M
 from openlocker.planning.routes.scenario import (
     DEFAULT_SIZES,
-    DEFAULT_VAN_CAPACITY,
     Delivery,
     Depot,
     LockerSite,
     Point,
     Scenario,
     ScenarioError,
-    VehicleType,
+    default_vans,
 )
 
 CITY_CENTRE = Point(52.2297, 21.0122)
@@ -32,8 +31,6 @@ SIZE_SHARES = (0.6, 0.3, 0.1)
 """Shares of S, M and L parcels."""
 COMPARTMENTS = {"S": 40, "M": 25, "L": 10}
 """Compartments per synthetic locker, of which a seeded 50 to 90% are free."""
-PARCELS_PER_VAN = 75
-"""Fleet size: enough vans to carry InPost's door-to-door day (~75 parcels) each."""
 
 
 def synthetic_scenario(parcels: int, lockers: int, seed: int) -> Scenario:
@@ -65,14 +62,9 @@ def synthetic_scenario(parcels: int, lockers: int, seed: int) -> Scenario:
     depot = _to_point(
         CITY_RADIUS_M * 1.1 * math.cos(depot_bearing), CITY_RADIUS_M * 1.1 * math.sin(depot_bearing)
     )
-    vans = VehicleType(
-        name="van",
-        count=max(math.ceil(parcels / PARCELS_PER_VAN), 1),
-        capacity=DEFAULT_VAN_CAPACITY,
-    )
     return Scenario(
         depot=Depot(point=depot),
-        vehicles=(vans,),
+        vehicles=(default_vans(parcels),),
         deliveries=deliveries,
         lockers=tuple(sites),
     )
