@@ -83,7 +83,7 @@ def ctx(database_url: str, clock: FrozenClock) -> Iterator[Context]:
 
 @pytest.fixture
 def client(ctx: Context) -> Iterator[TestClient]:
-    with TestClient(create_app(ctx, run_expiry=False), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(ctx, run_jobs=False), raise_server_exceptions=False) as test_client:
         yield test_client
 
 

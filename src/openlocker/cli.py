@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from openlocker.audit.service import check_chain
+from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.config import DEV_SECRET_KEY, get_settings
 from openlocker.core.context import Context
 from openlocker.core.migrate import upgrade
@@ -62,6 +62,7 @@ def seed_demo_command(
 def audit_verify() -> None:
     """Check the audit chain: exit 0 when intact, 1 and the first broken event otherwise."""
     ctx = _context()
+    seal_pending(ctx)
     with ctx.db.read() as session:
         report = check_chain(session)
     if report.intact:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from openlocker.access.attempts import FREE_FAILURES, lockout_seconds
+from openlocker.access.attempts import FORGIVE_SECONDS, FREE_FAILURES, lockout_seconds
 from openlocker.audit.models import AuditEvent
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
@@ -44,14 +44,19 @@ def test_lockout_schedule_over_http(factory: Factory, client: TestClient, ctx: C
 
     clock.advance(seconds=lockout_seconds(FREE_FAILURES + 1))
     assert client.post(url, json={"pin": first["pickup"]["pin"]}, headers=kiosk.headers).status_code == 200
-    # A right PIN ends the run: the next wrong one is free again.
+    # Another recipient's right PIN forgives nothing: the next wrong one locks again, longer.
     assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
-    assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
+    after_pickup = client.post(url, json={"pin": wrong}, headers=kiosk.headers)
+    assert int(after_pickup.headers["Retry-After"]) == lockout_seconds(FREE_FAILURES + 2)
+    # Quiet time does: one failure per FORGIVE_SECONDS.
+    clock.advance(seconds=FORGIVE_SECONDS * (FREE_FAILURES + 2))
+    for _ in range(FREE_FAILURES - 1):
+        assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
 
     with ctx.db.read() as session:
         names = session.scalars(select(AuditEvent.name).where(AuditEvent.site_id == site)).all()
-    assert names.count("pickup.failed") == FREE_FAILURES + 1 + 2
-    assert names.count("pickup.refused") == 2
+    assert names.count("pickup.failed") == FREE_FAILURES + 1 + 1 + FREE_FAILURES - 1
+    assert names.count("pickup.refused") == 3
     with ctx.db.read() as session:
         data = session.scalars(select(AuditEvent.data).where(AuditEvent.name == "pickup.failed")).all()
     assert all(wrong not in str(d) for d in data)

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
 from openlocker.audit.models import AuditEvent
-from openlocker.audit.service import check_chain
+from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.context import Context
 from tests.factories import Factory
 
@@ -16,6 +16,7 @@ def _lifecycle(factory: Factory, client: TestClient) -> dict[str, object]:
     site = factory.site("S")
     parcel = factory.deposited(carrier, site)
     client.post(f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=factory.kiosk(site).headers)
+    seal_pending(factory.ctx)
     return parcel
 
 
@@ -32,6 +33,7 @@ def test_lifecycle_events_in_order(factory: Factory, client: TestClient, ctx: Co
 def test_events_page_through_the_whole_log(factory: Factory, client: TestClient, ctx: Context) -> None:
     _lifecycle(factory, client)
     operator = factory.operator()
+    seal_pending(ctx)
     seen, cursor = [], None
     while True:
         params: dict[str, object] = {"limit": 3, **({"cursor": cursor} if cursor else {})}

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from openlocker.access.models import KINDS
 from openlocker.core.clock import as_utc
 from openlocker.core.errors import Forbidden
+from openlocker.core.ids import CROCKFORD
 from openlocker.core.keys import Keyring, b64url, unb64url
 
 PIN_LENGTH = 8
@@ -53,8 +54,7 @@ _HEAD = struct.Struct(">BB")
 _TAIL = struct.Struct(f">I{NONCE_BYTES}s")
 _MAX_TOKEN_CHARS = 1024
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_CROCKFORD_VALUE = {char: value for value, char in enumerate(_CROCKFORD)}
+_CROCKFORD_VALUE = {char: value for value, char in enumerate(CROCKFORD)}
 _ULID_CHARS = 26
 
 
@@ -109,7 +109,7 @@ def _ulid_bytes(identifier: str, prefix: str) -> bytes | None:
 
 def _ulid_text(raw: bytes, prefix: str) -> str:
     value = int.from_bytes(raw, "big")
-    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
+    chars = [CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
     return f"{prefix}_{''.join(chars)}"
 
 

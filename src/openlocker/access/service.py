@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from openlocker.access import attempts, credentials
@@ -75,17 +76,14 @@ def do_issue_credentials(
 
 def do_void_credentials(session: Session, parcel_id: str, now: datetime, *, used_kind: str | None = None) -> None:
     """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
+    values: dict[str, Any] = {"active": False}
+    if used_kind is not None:
+        values["used_at"] = case((Credential.kind == used_kind, now), else_=Credential.used_at)
     session.execute(
         update(Credential)
         .where(Credential.parcel_id == parcel_id, Credential.active.is_(True))
-        .values(active=False)
+        .values(**values)
     )
-    if used_kind is not None:
-        session.execute(
-            update(Credential)
-            .where(Credential.parcel_id == parcel_id, Credential.kind == used_kind, Credential.used_at.is_(None))
-            .values(used_at=now)
-        )
 
 
 def check_credential(session: Session, ctx: Context, site: Site, kind: str, secret: str) -> Credential:
@@ -141,18 +139,15 @@ def check_typed_pins_allowed(session: Session, site_id: str, now: datetime) -> N
 
 
 def do_count_pin_failure(session: Session, site_id: str, now: datetime) -> int:
-    """Count a wrong typed PIN; returns the lockout it starts, in seconds (0 for none)."""
+    """Count a wrong typed PIN; returns the lockout it starts, in seconds (0 for none).
+
+    Only quiet time forgives earlier failures, never another recipient's right PIN: else an
+    attacker would get fresh guesses after every pickup at a busy locker (docs/security.md).
+    """
     row = _attempts_row(session, site_id)
-    row.consecutive_failures += 1
+    row.consecutive_failures = attempts.recent_failures(row.consecutive_failures, row.last_failure_at, now) + 1
+    row.last_failure_at = now
     lockout = attempts.lockout_seconds(row.consecutive_failures)
     row.locked_until = now + timedelta(seconds=lockout) if lockout else None
     return lockout
 
-
-def do_reset_pin_failures(session: Session, site_id: str) -> None:
-    """A right PIN ends the run of failures (written only when there was one)."""
-    session.execute(
-        update(KioskAttempts)
-        .where(KioskAttempts.site_id == site_id, KioskAttempts.consecutive_failures > 0)
-        .values(consecutive_failures=0, locked_until=None)
-    )

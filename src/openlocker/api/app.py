@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -15,38 +15,46 @@ from openlocker import __version__
 from openlocker.api import metrics
 from openlocker.api.errors import install_error_handlers
 from openlocker.audit.api import router as audit_router
+from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.lockers.api import router as sites_router
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import router as parcels_router
 
-log = logging.getLogger("openlocker.expiry")
+log = logging.getLogger("openlocker.jobs")
 
 
-async def _expiry_loop(ctx: Context) -> None:
-    """Expire parcels past their dwell deadline, every ``expiry_interval_seconds``."""
+async def _every(seconds: float, job: Callable[[], object], name: str) -> None:
+    """Run ``job`` in a worker thread every ``seconds``; a failed run is logged, not fatal."""
     while True:
         try:
-            expired, released = await run_in_threadpool(parcels.expire_due, ctx)
-            if expired or released:
-                log.info("expiry run", extra={"expired": expired, "reservations_released": released})
+            done = await run_in_threadpool(job)
+            if done:
+                log.info(name, extra={"result": done})
         except Exception:
-            log.exception("expiry run failed")
-        await asyncio.sleep(ctx.settings.expiry_interval_seconds)
+            log.exception("%s failed", name)
+        await asyncio.sleep(seconds)
 
 
-def create_app(ctx: Context | None = None, *, run_expiry: bool = True) -> FastAPI:
-    """The HTTP app over ``ctx`` (from the environment when not given)."""
+def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
+    """The HTTP app over ``ctx`` (from the environment when not given).
+
+    With ``run_jobs`` it also expires parcels and seals audit events in the background.
+    """
     context = ctx or Context.from_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_expiry_loop(context)) if run_expiry else None
+        settings = context.settings
+        tasks = [
+            asyncio.create_task(_every(settings.expiry_interval_seconds, lambda: parcels.expire_due(context), "expiry")),
+            asyncio.create_task(_every(settings.audit_seal_interval_seconds, lambda: seal_pending(context), "audit seal")),
+        ] if run_jobs else []
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -14,10 +14,21 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AuditEvent(Base):
-    """One state change. ``hash`` covers the event and ``prev_hash``, the hash of the one before."""
+    """One state change, written in the transaction that made it.
+
+    The sealer later gives it its place in the chain (``chain_index``) and ``hash``, which
+    covers the event and ``prev_hash``, the hash of the event before it in the chain.
+    """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_parcel", "parcel_id"),)
+    __table_args__ = (
+        Index("ix_audit_events_parcel", "parcel_id"),
+        Index("ix_audit_events_site", "site_id"),
+        Index(
+            "ix_audit_events_unsealed", "seq",
+            sqlite_where=text("chain_index IS NULL"), postgresql_where=text("chain_index IS NULL"),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -28,12 +39,13 @@ class AuditEvent(Base):
     compartment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    chain_index: Mapped[int | None] = mapped_column(BigId, unique=True, nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditHead(Base):
-    """The chain's last hash; locking this row serializes appends."""
+    """The chain's last hash and length; locking this row serializes sealers."""
 
     __tablename__ = "audit_head"
 

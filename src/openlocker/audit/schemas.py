@@ -18,8 +18,10 @@ class EventOut(BaseModel):
     compartment_id: str | None
     at: datetime
     data: dict[str, Any]
-    prev_hash: str
-    hash: str
+    #: Set once the sealer has appended the event to the chain (within about a second).
+    chain_index: int | None
+    prev_hash: str | None
+    hash: str | None
 
 
 class EventList(BaseModel):

@@ -1,8 +1,11 @@
 """The audit log: every state change, hash-chained; and the outbox for side effects.
 
-Use cases call ``record`` and ``enqueue`` inside their transaction. Events are chained
-just before commit (``before_commit``), so the chain head is locked only for the few
-milliseconds of the commit and a rolled-back transaction leaves no trace.
+Use cases call ``record`` and ``enqueue`` inside their transaction, so an event exists
+exactly when its change committed. A sealer (``seal_pending``, run by every server process
+in the background and by ``openlocker audit verify``) then appends committed events to the
+chain in batches: it gives each one its ``chain_index``, the previous event's hash and its
+own. Appending at commit time instead would make every write in the network queue on the
+chain head for the length of its commit.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import func, select, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from openlocker.audit.models import AuditEvent, AuditHead, OutboxMessage
@@ -25,7 +27,6 @@ from openlocker.core.errors import InvalidInput
 from openlocker.core.ids import new_id
 
 GENESIS = "0" * 64
-_PENDING = "audit_pending"
 
 
 def event_hash(prev_hash: str, event: AuditEvent) -> str:
@@ -58,7 +59,7 @@ def record(
     compartment_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit event to the current transaction; it is chained at commit."""
+    """Add an audit event to the current transaction; the sealer chains it after commit."""
     event = AuditEvent(
         id=new_id("evt"),
         name=name,
@@ -69,7 +70,7 @@ def record(
         at=at,
         data=data or {},
     )
-    session.info.setdefault(_PENDING, []).append(event)
+    session.add(event)
 
 
 def enqueue(
@@ -96,30 +97,31 @@ def enqueue(
     )
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _chain_pending(session: Session) -> None:
-    pending: list[AuditEvent] = session.info.pop(_PENDING, [])
-    if not pending:
-        return
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
-    prev = head.hash
-    for event in pending:
-        event.prev_hash = prev
-        event.hash = prev = event_hash(prev, event)
-    session.add_all(pending)
-    session.flush()
-    session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(hash=prev, count=AuditHead.count + len(pending))
-    )
+def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
+    """Append committed, unsealed events to the chain, oldest first; returns how many.
 
-
-@sa_event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+    Sealers in several processes take turns on the chain head's row lock.
+    """
+    sealed = 0
+    while True:
+        with ctx.db.transaction() as session:
+            head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+            pending = session.scalars(
+                select(AuditEvent).where(AuditEvent.chain_index.is_(None)).order_by(AuditEvent.seq).limit(batch)
+            ).all()
+            if not pending:
+                return sealed
+            prev, index = head.hash, head.count
+            changes = []
+            for event in pending:
+                index += 1
+                digest = event_hash(prev, event)
+                changes.append({"seq": event.seq, "chain_index": index, "prev_hash": prev, "hash": digest})
+                prev = digest
+            session.expunge_all()
+            session.execute(update(AuditEvent), changes)
+            session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev, count=index))
+            sealed += len(pending)
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,18 @@ class ChainReport:
     broken_seq: int | None = None
     broken_id: str | None = None
     reason: str | None = None
+    unsealed: int = 0
 
 
 def check_chain(session: Session, *, batch: int = 5000) -> ChainReport:
-    """Walk the chain; the first event whose hash or link does not hold breaks it."""
+    """Walk the chain; the first event whose place, link or hash does not hold breaks it.
+
+    Events not sealed yet are counted in ``unsealed``; seal first to check everything.
+    """
     prev = GENESIS
     checked = 0
     for event in _events_in_order(session, batch):
-        if event.prev_hash != prev:
+        if event.chain_index != checked + 1 or event.prev_hash != prev:
             return ChainReport(False, checked, event.seq, event.id, "link to the previous event broken")
         if event_hash(prev, event) != event.hash:
             return ChainReport(False, checked, event.seq, event.id, "event content altered")
@@ -145,19 +151,25 @@ def check_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     head = session.get(AuditHead, 1)
     if head is not None and (head.hash != prev or head.count != checked):
         return ChainReport(False, checked, None, None, "events missing at the end of the chain")
-    return ChainReport(True, checked)
+    unsealed = session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.chain_index.is_(None))
+    )
+    return ChainReport(True, checked, unsealed=unsealed or 0)
 
 
 def _events_in_order(session: Session, batch: int) -> Iterator[AuditEvent]:
     last = 0
     while True:
         rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            select(AuditEvent)
+            .where(AuditEvent.chain_index > last)
+            .order_by(AuditEvent.chain_index)
+            .limit(batch)
         ).all()
         if not rows:
             return
         yield from rows
-        last = rows[-1].seq
+        last = rows[-1].chain_index or 0
         session.expunge_all()
 
 

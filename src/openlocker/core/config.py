@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     default_dwell_hours: int = Field(default=72, ge=1)
     reservation_hold_hours: int = Field(default=24, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
+    audit_seal_interval_seconds: float = Field(default=0.5, gt=0)
     log_level: str = "INFO"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from openlocker.core.cache import TtlCache
 from openlocker.core.clock import Clock, system_clock
 from openlocker.core.config import Settings, get_settings
 from openlocker.core.db import Database
@@ -16,6 +17,8 @@ class Context:
     keyring: Keyring
     settings: Settings
     clock: Clock = field(default=system_clock)
+    #: Rarely changing data (API keys, size classes), seen by every process within ``ttl``.
+    cache: TtlCache = field(default_factory=lambda: TtlCache(ttl=10.0))
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, clock: Clock = system_clock) -> Context:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new_id(prefix: str) -> str:
@@ -13,6 +13,6 @@ def new_id(prefix: str) -> str:
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
+        chars.append(CROCKFORD[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"

@@ -63,4 +63,5 @@ class KioskAttempts(Base):
 
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -17,16 +17,20 @@ from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, KioskAttempts, Site, SizeClass
 from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
 
-def load_sizes(session: Session) -> dict[str, allocation.SizeClass]:
-    rows = session.scalars(select(SizeClass)).all()
-    return {
-        r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows
-    }
+def load_sizes(ctx: Context, session: Session) -> dict[str, allocation.SizeClass]:
+    """The network's size classes (cached for ``ctx.cache.ttl``: they change rarely)."""
+
+    def load() -> dict[str, allocation.SizeClass]:
+        rows = session.scalars(select(SizeClass)).all()
+        return {r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows}
+
+    sizes: dict[str, allocation.SizeClass] = ctx.cache.get_or_load("size-classes", load)
+    return sizes
 
 
 def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -> Site:
     """Create a site with its compartments; each compartment's size must exist."""
-    sizes = load_sizes(session)
+    sizes = load_sizes(ctx, session)
     labels = [c.label for c in spec.compartments]
     if len(set(labels)) != len(labels):
         raise InvalidInput("Compartment labels must be unique within a site.", code="duplicate_label")
@@ -49,7 +53,7 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
     )
     session.add(site)
     session.flush()
-    session.add(KioskAttempts(site_id=site_id, consecutive_failures=0, locked_until=None))
+    session.add(KioskAttempts(site_id=site_id, consecutive_failures=0))
     session.add_all(
         Compartment(
             id=new_id("cmp"),
@@ -126,24 +130,18 @@ def site_view(
     )
 
 
-def check_fits_network(session: Session, need: allocation.ParcelNeed) -> None:
-    """Refuse at announce a parcel that no compartment of the whole network can take."""
-    sizes = load_sizes(session)
-    if need.size_code is not None and need.size_code not in sizes:
-        raise InvalidInput(f"Unknown size class {need.size_code!r}.", code="unknown_size")
-    box = allocation.need_dimensions(need, sizes)
-    used = session.scalars(select(Compartment.size_code).distinct()).all()
-    if not any(allocation.fits(box, sizes[code]) for code in used):
+def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.ParcelNeed) -> None:
+    """Refuse at announce a parcel that fits no size class of the network."""
+    if allocation.is_too_large(need, sizes.values()):
         raise InvalidInput(
             "The parcel is larger than every compartment of the network.", code="too_large"
         )
 
 
 def rank_free_compartments(
-    session: Session, site: Site, need: allocation.ParcelNeed
+    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
 ) -> list[allocation.Candidate]:
     """The site's free compartments that can take ``need``, best first (no lock taken)."""
-    sizes = load_sizes(session)
     rows = session.execute(
         select(
             Compartment.id, Compartment.label, Compartment.size_code, Compartment.temperature,
@@ -166,13 +164,17 @@ def rank_free_compartments(
     )
 
 
-def check_room(session: Session, site: Site, need: allocation.ParcelNeed) -> None:
+def check_room(
+    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+) -> None:
     """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
-    if not rank_free_compartments(session, site, need):
-        raise site_full(session, site, need)
+    if not rank_free_compartments(session, sizes, site, need):
+        raise site_full(session, sizes, site, need)
 
 
-def do_claim_compartment(session: Session, site: Site, need: allocation.ParcelNeed) -> Compartment:
+def do_claim_compartment(
+    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+) -> Compartment:
     """Lock the best free compartment of ``site`` for ``need``, or raise ``site_full``.
 
     The caller changes its state in the same transaction. Racing claims never get the same
@@ -180,19 +182,20 @@ def do_claim_compartment(session: Session, site: Site, need: allocation.ParcelNe
     on live parcels' compartments underneath.
     """
     postgres = is_postgres(session)
-    for candidate in rank_free_compartments(session, site, need):
+    for candidate in rank_free_compartments(session, sizes, site, need):
         query = select(Compartment).where(Compartment.id == candidate.id, Compartment.state == "free")
         if postgres:
             query = query.with_for_update(skip_locked=True)
         compartment = session.scalars(query).first()
         if compartment is not None:
             return compartment
-    raise site_full(session, site, need)
+    raise site_full(session, sizes, site, need)
 
 
-def site_full(session: Session, site: Site, need: allocation.ParcelNeed) -> Conflict:
+def site_full(
+    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+) -> Conflict:
     """The ``site_full`` error, naming the nearest sites that have room for this parcel."""
-    sizes = load_sizes(session)
     groups = session.execute(
         select(
             Compartment.site_id, Compartment.size_code, Compartment.temperature,

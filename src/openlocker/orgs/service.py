@@ -92,10 +92,20 @@ def do_create_api_key(
 
 
 def access_principal(ctx: Context, authorization: str | None) -> Principal:
-    """The principal behind an ``Authorization: Bearer KEY`` header, or ``unauthorized``."""
+    """The principal behind an ``Authorization: Bearer KEY`` header, or ``unauthorized``.
+
+    Answers are cached for ``ctx.cache.ttl`` seconds: a revoked key stops working within that.
+    """
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("Send an API key as 'Authorization: Bearer KEY'.", code="missing_api_key")
     digest = ctx.keyring.digest("api-key", authorization[7:].strip())
+    principal: Principal | None = ctx.cache.get_or_load(("api-key", digest), lambda: _load_principal(ctx, digest))
+    if principal is None:
+        raise Unauthorized("The API key is not valid.", code="invalid_api_key")
+    return principal
+
+
+def _load_principal(ctx: Context, digest: str) -> Principal | None:
     with ctx.db.read() as session:
         row = session.execute(
             select(ApiKey.id, ApiKey.org_id, ApiKey.scopes, ApiKey.revoked_at, Organization.kind)
@@ -103,7 +113,7 @@ def access_principal(ctx: Context, authorization: str | None) -> Principal:
             .where(ApiKey.key_digest == digest)
         ).one_or_none()
     if row is None or row.revoked_at is not None:
-        raise Unauthorized("The API key is not valid.", code="invalid_api_key")
+        return None
     return Principal(row.org_id, row.kind, row.id, frozenset(row.scopes))
 
 

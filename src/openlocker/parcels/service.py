@@ -24,7 +24,13 @@ from openlocker.core.ids import new_id
 from openlocker.core.keys import b64url, unb64url
 from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, Site
-from openlocker.lockers.service import access_site, check_fits_network, check_room, do_claim_compartment
+from openlocker.lockers.service import (
+    access_site,
+    check_fits_network,
+    check_room,
+    do_claim_compartment,
+    load_sizes,
+)
 from openlocker.orgs.service import Principal
 from openlocker.parcels.models import IdempotencyRecord, Parcel
 from openlocker.parcels.schemas import (
@@ -171,7 +177,8 @@ def announce(
             if stored is not None:
                 return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
         site = access_site(session, request.site_id)
-        check_fits_network(session, need)
+        sizes = load_sizes(ctx, session)
+        check_fits_network(sizes, need)
         duplicate = session.scalar(
             select(Parcel.id).where(
                 Parcel.carrier_org_id == principal.org_id,
@@ -204,12 +211,12 @@ def announce(
         )
         compartment = None
         if request.reserve:
-            compartment = do_claim_compartment(session, site, need)
+            compartment = do_claim_compartment(session, sizes, site, need)
             compartment.state = "reserved"
             parcel.compartment_id = compartment.id
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
         else:
-            check_room(session, site, need)
+            check_room(session, sizes, site, need)
         session.add(parcel)
         record(
             session, "parcel.announced", principal.actor, now,
@@ -297,7 +304,7 @@ def deposit(
         now = ctx.clock()
         compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
         if compartment is None:
-            compartment = do_claim_compartment(session, site, _need(parcel))
+            compartment = do_claim_compartment(session, load_sizes(ctx, session), site, _need(parcel))
         compartment.state = "occupied"
         compartment.use_count += 1
         parcel.compartment_id = compartment.id
@@ -428,8 +435,6 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                 data={"method": kind, "reason": error.code, "lockout_s": lockout},
             )
         else:
-            if kind == "pin":
-                access.do_reset_pin_failures(session, site.id)
             return _do_pickup(session, ctx, principal.actor, credential.parcel_id, kind, now)
     raise failure
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:26:56.350507
+Create Date: 2026-11-24 09:34:51.851020
 """
 
 from collections.abc import Sequence
@@ -35,13 +35,25 @@ def upgrade() -> None:
         sa.Column("compartment_id", sa.String(length=40), nullable=True),
         sa.Column("at", openlocker.core.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("prev_hash", sa.String(length=64), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "chain_index", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("prev_hash", sa.String(length=64), nullable=True),
+        sa.Column("hash", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_events")),
+        sa.UniqueConstraint("chain_index", name=op.f("uq_audit_events_chain_index")),
         sa.UniqueConstraint("id", name=op.f("uq_audit_events_id")),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index("ix_audit_events_parcel", ["parcel_id"], unique=False)
+        batch_op.create_index("ix_audit_events_site", ["site_id"], unique=False)
+        batch_op.create_index(
+            "ix_audit_events_unsealed",
+            ["seq"],
+            unique=False,
+            sqlite_where=sa.text("chain_index IS NULL"),
+            postgresql_where=sa.text("chain_index IS NULL"),
+        )
 
     op.create_table(
         "audit_head",
@@ -163,6 +175,7 @@ def upgrade() -> None:
         "kiosk_attempts",
         sa.Column("site_id", sa.String(length=40), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("last_failure_at", openlocker.core.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("locked_until", openlocker.core.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["site_id"], ["sites.id"], name=op.f("fk_kiosk_attempts_site_id_sites")
@@ -258,7 +271,7 @@ def upgrade() -> None:
             postgresql_where=sa.text("active"),
         )
 
-    # The chain starts from a genesis hash; appends lock this one row.
+    # The chain starts from a genesis hash; sealers lock this one row.
     op.bulk_insert(
         sa.table("audit_head", sa.column("id"), sa.column("hash"), sa.column("count")),
         [{"id": 1, "hash": "0" * 64, "count": 0}],
@@ -328,6 +341,12 @@ def downgrade() -> None:
     op.drop_table("idempotency_records")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_audit_events_unsealed",
+            sqlite_where=sa.text("chain_index IS NULL"),
+            postgresql_where=sa.text("chain_index IS NULL"),
+        )
+        batch_op.drop_index("ix_audit_events_site")
         batch_op.drop_index("ix_audit_events_parcel")
 
     op.drop_table("audit_events")
