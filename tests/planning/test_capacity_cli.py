@@ -29,6 +29,8 @@ def test_json_output_has_overall_and_per_size_overflow_and_the_recommended_mix(
     assert low <= plan["overflow_rate"]["overall"] <= high
     # Fifteen compartments for a peak of ~27 parcels a day overflow badly.
     assert plan["peak_day"]["overflow_rate"] > plan["target_overflow"]
+    # Peak days: the two Fridays of the peak season (2026-12-04 and 2026-12-11).
+    assert plan["peak_day"]["dates"] == ["2026-12-04", "2026-12-11"]
     recommended = plan["recommended_mix"]
     assert recommended["meets_target"] is True
     assert recommended["peak_day"]["overflow_rate"] <= plan["target_overflow"]

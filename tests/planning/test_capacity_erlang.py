@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from openlocker.planning.capacity.arrivals import demand_model
 from openlocker.planning.capacity.erlang import erlang_b, servers_for
-from openlocker.planning.capacity.evaluation import evaluate_mix
+from openlocker.planning.capacity.evaluation import evaluate_mix, full_horizon
 from openlocker.planning.capacity.scenario import Scenario, parse_scenario
 
 
@@ -65,8 +64,8 @@ def test_simulated_overflow_matches_erlang_b(
     load = parcels_per_day * mean_hours / 24.0
     expected = erlang_b(compartments, load)
 
-    rate = evaluate_mix(scenario, demand_model(scenario), (compartments,), seed=scenario.seed)
-    rate = rate.overflow_rate
+    evaluation = evaluate_mix(scenario, full_horizon(scenario), (compartments,), seed=scenario.seed)
+    rate = evaluation.overflow_rate
 
     assert rate.low <= expected <= rate.high
     # The interval is tight enough to tell a 15% error in offered load apart.

@@ -91,10 +91,10 @@ def generate_arrivals(
     n = int(per_stream.sum())
     # Group g = stream * n_days + day keeps parcels stream-major, then day by day.
     group = np.repeat(np.arange(streams * n_days), counts.ravel())
-    hour = _arrival_hours(model, rng, n)
-    hour = hour[np.argsort(group + hour / 24.0)]
+    # Sorting group + fraction of day orders each stream's parcels in time (groups stay put).
+    moment = np.sort(group + _arrival_hours(model, rng, n) / 24.0)
     stream = group // n_days
-    time = (first_day + group % n_days) + hour / 24.0
+    time = (first_day + group % n_days) + (moment - group)
 
     size = np.searchsorted(np.cumsum(model.size_mix), rng.random(n), side="right")
     size = np.minimum(size, len(model.size_mix) - 1)

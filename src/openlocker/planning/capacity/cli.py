@@ -108,14 +108,26 @@ def _print_plan(plan: CapacityPlan, plots: list[Path]) -> None:
         str(sum(recommended.counts)),
         _interval(recommended.overflow_rate),
     )
+    peak_days = f"{len(plan.peak_days)} days"
     table.add_row(
-        "peak day",
-        plan.dates[current.peak_day].isoformat(),
+        "peak days",
+        peak_days,
         _interval(current.peak_day_overflow_rate),
-        plan.dates[recommended.peak_day].isoformat(),
+        peak_days,
         _interval(recommended.peak_day_overflow_rate),
     )
+    table.add_row(
+        "worst day",
+        plan.dates[current.worst_day].isoformat(),
+        _interval(current.worst_day_overflow_rate),
+        plan.dates[recommended.worst_day].isoformat(),
+        _interval(recommended.worst_day_overflow_rate),
+    )
     console.print(table)
+    first, last = plan.dates[plan.peak_days[0]], plan.dates[plan.peak_days[-1]]
+    console.print(
+        f"Peak days: the {len(plan.peak_days)} days of highest demand, {first} to {last}."
+    )
     weights = scenario.unit_weights()
     unit = "m² front area" if scenario.objective == "area" else "cost"
     current_weight = sum(w * n for w, n in zip(weights, current.counts, strict=True))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 
-from openlocker.planning.capacity.arrivals import DemandModel, demand_model, mean_dwell_days
-from openlocker.planning.capacity.evaluation import MixEvaluation, evaluate_mix
+from openlocker.planning.capacity.arrivals import mean_dwell_days
+from openlocker.planning.capacity.evaluation import (
+    Estimate,
+    Horizon,
+    MixEvaluation,
+    evaluate_mix,
+    full_horizon,
+)
 from openlocker.planning.capacity.scenario import Scenario
 from openlocker.planning.capacity.search import Recommendation, recommend_mix
 
@@ -19,6 +26,7 @@ class CapacityPlan:
     scenario: Scenario
     mean_dwell_hours: float  # compartment holding time: collection, or expiry plus clearance
     current: MixEvaluation
+    peak_days: list[int]  # indices into ``dates``: the days of highest expected demand
     recommendation: Recommendation
 
     @property
@@ -26,16 +34,35 @@ class CapacityPlan:
         return [self.scenario.start_date + timedelta(days=d) for d in range(self.scenario.days)]
 
 
+#: Overflow events expected on the peak days at the target rate, over all replications, that
+#: a plan simulates at least; fewer make the peak-day interval too wide to decide on.
+PEAK_EVENTS = 100
+
+
+def replications_needed(scenario: Scenario, horizon: Horizon) -> int:
+    """``scenario.replications``, raised (up to 1000) until the peak days see ``PEAK_EVENTS``."""
+    factors = horizon.model.daily_factor[horizon.warmup_days + horizon.peak_days]
+    peak_parcels = scenario.demand.parcels_per_day * float(factors.sum())
+    needed = math.ceil(PEAK_EVENTS / (scenario.target_overflow * peak_parcels))
+    return min(max(scenario.replications, needed), 1000)
+
+
 def plan_capacity(scenario: Scenario) -> CapacityPlan:
-    """Simulate the site's compartments and search the recommended mix."""
-    model: DemandModel = demand_model(scenario)
-    dwell_days = mean_dwell_days(model, np.random.default_rng(scenario.seed))
-    current = evaluate_mix(scenario, model, tuple(scenario.counts()), seed=scenario.seed)
+    """Simulate the site's compartments and search the recommended mix.
+
+    Runs at least ``scenario.replications`` replications, more when the peak days are too
+    few or too quiet (see ``replications_needed``); the plan's scenario says how many.
+    """
+    horizon = full_horizon(scenario)
+    scenario = scenario.model_copy(update={"replications": replications_needed(scenario, horizon)})
+    dwell_days = mean_dwell_days(horizon.model, np.random.default_rng(scenario.seed))
+    current = evaluate_mix(scenario, horizon, tuple(scenario.counts()), seed=scenario.seed)
     return CapacityPlan(
         scenario=scenario,
         mean_dwell_hours=dwell_days * 24.0,
         current=current,
-        recommendation=recommend_mix(scenario, model, dwell_days),
+        peak_days=horizon.peak_days.tolist(),
+        recommendation=recommend_mix(scenario, horizon, dwell_days),
     )
 
 
@@ -86,20 +113,27 @@ def _mix_json(plan: CapacityPlan, evaluation: MixEvaluation) -> dict[str, Any]:
             "by_size": {code: e.value for code, e in by_size.items()},
         },
         "overflow_rate_ci95": {
-            "overall": [evaluation.overflow_rate.low, evaluation.overflow_rate.high],
-            "by_size": {code: [e.low, e.high] for code, e in by_size.items()},
+            "overall": _interval(evaluation.overflow_rate),
+            "by_size": {code: _interval(e) for code, e in by_size.items()},
         },
         "peak_day": {
-            "date": plan.dates[evaluation.peak_day].isoformat(),
-            "parcels": round(float(evaluation.daily_parcels[evaluation.peak_day]), 3),
+            "dates": [plan.dates[day].isoformat() for day in plan.peak_days],
+            "parcels": round(float(evaluation.daily_parcels[plan.peak_days].mean()), 3),
             "overflow_rate": evaluation.peak_day_overflow_rate.value,
-            "overflow_rate_ci95": [
-                evaluation.peak_day_overflow_rate.low,
-                evaluation.peak_day_overflow_rate.high,
-            ],
+            "overflow_rate_ci95": _interval(evaluation.peak_day_overflow_rate),
+        },
+        "worst_day": {
+            "date": plan.dates[evaluation.worst_day].isoformat(),
+            "parcels": round(float(evaluation.daily_parcels[evaluation.worst_day]), 3),
+            "overflow_rate": evaluation.worst_day_overflow_rate.value,
+            "overflow_rate_ci95": _interval(evaluation.worst_day_overflow_rate),
         },
         "upsized_share": evaluation.upsized_share,
     }
+
+
+def _interval(estimate: Estimate) -> list[float]:
+    return [estimate.low, estimate.high]
 
 
 def _rounded(values: np.ndarray[Any, Any]) -> list[float]:

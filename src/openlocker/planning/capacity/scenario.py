@@ -173,7 +173,7 @@ class Scenario(_Strict):
         if not codes or len(set(codes)) != len(codes):
             raise ValueError("size_classes needs at least one class and unique codes")
         if self.demand.size_mix is None and set(DEFAULT_SIZE_MIX) - set(codes):
-            raise ValueError("demand.size_mix is required with size classes other than the defaults")
+            raise ValueError("demand.size_mix is required unless the size classes are the defaults")
         for field, keys in (
             ("compartments", self.compartments),
             ("demand.size_mix", self.demand.size_mix or {}),

@@ -1,12 +1,14 @@
 """The smallest compartment mix (by front area or cost) whose peak-day overflow meets the target.
 
 Greedy marginal analysis on simulated mixes: start from Erlang-B sizing of each size class
-at its peak offered load; while the peak-day overflow is over target, add the compartment
-that removes the most overflow per m² (or per unit cost); then, while some smaller mix
-still meets the target, take the one that saves the most (dropping one compartment, or
-swapping one for a smaller size). Every step simulates all its candidates together on the
-same streams. The result is verified on fresh streams; if it fails there, the search goes
-on from it on those streams.
+at its peak offered load; while the peak-day overflow is not surely under target (the upper
+end of its 95% interval above it), add the compartment that removes the most overflow per
+m² (or per unit cost); then, while some smaller mix is still surely under target, take the
+one that saves the most (dropping one compartment, or swapping one for a smaller size).
+Every step simulates all its candidates together on the same streams, over only the span
+of the peak days (after the warm-up). The result is verified over the whole horizon on
+fresh streams; if its peak-day overflow is over target there, the search goes on from it
+on new streams.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openlocker.planning.capacity.arrivals import DemandModel
 from openlocker.planning.capacity.erlang import servers_for
-from openlocker.planning.capacity.evaluation import MixEvaluation, evaluate_mix, evaluate_mixes
+from openlocker.planning.capacity.evaluation import (
+    Horizon,
+    MixEvaluation,
+    evaluate_mix,
+    evaluate_mixes,
+    peak_window,
+)
 from openlocker.planning.capacity.scenario import Scenario
 
 #: Verification rounds before giving up and reporting the mix as not meeting the target.
@@ -34,12 +41,13 @@ class Recommendation:
     weight: float  # total front area in m², or total cost
     meets_target: bool
     mixes_simulated: int
-    search_seed: int  # streams the mix is locally smallest on; verified on search_seed + 1
+    search_seed: int  # peak-window streams the mix is locally smallest on
+    # (verified over the whole horizon on search_seed + 1)
 
 
-def starting_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float) -> tuple[int, ...]:
+def starting_mix(scenario: Scenario, horizon: Horizon, mean_dwell_days: float) -> tuple[int, ...]:
     """Per size class, the Erlang-B compartment count at the busiest day's offered load."""
-    peak_parcels = scenario.demand.parcels_per_day * float(model.daily_factor.max())
+    peak_parcels = scenario.demand.parcels_per_day * float(horizon.model.daily_factor.max())
     return tuple(
         servers_for(peak_parcels * share * mean_dwell_days, scenario.target_overflow)
         if share
@@ -48,17 +56,17 @@ def starting_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float)
     )
 
 
-def recommend_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float) -> Recommendation:
-    """Search the smallest mix meeting ``scenario.target_overflow`` on the peak day."""
-    search = _Search(scenario, model)
-    mix = starting_mix(scenario, model, mean_dwell_days)
+def recommend_mix(scenario: Scenario, horizon: Horizon, mean_dwell_days: float) -> Recommendation:
+    """Search the smallest mix meeting ``scenario.target_overflow`` on the peak days."""
+    search = _Search(scenario, peak_window(horizon))
+    mix = starting_mix(scenario, horizon, mean_dwell_days)
     seed = scenario.seed
     for _ in range(VERIFICATION_ROUNDS):
         current = search.evaluate([mix], seed)[0]
         current = search.add_until_feasible(current, seed)
         current = search.remove_while_feasible(current, seed)
         mix = current.counts
-        verified = evaluate_mix(scenario, model, mix, seed=seed + 1)
+        verified = evaluate_mix(scenario, horizon, mix, seed=seed + 1)
         search.simulated += 1
         if verified.peak_overflow <= scenario.target_overflow:
             break
@@ -73,23 +81,26 @@ def recommend_mix(scenario: Scenario, model: DemandModel, mean_dwell_days: float
 
 
 class _Search:
-    def __init__(self, scenario: Scenario, model: DemandModel) -> None:
+    def __init__(self, scenario: Scenario, horizon: Horizon) -> None:
         self.scenario = scenario
-        self.model = model
+        self.horizon = horizon
         self.unit_weights = np.asarray(scenario.unit_weights())
         self.target = scenario.target_overflow
         self.simulated = 0
+
+    def surely_meets(self, evaluation: MixEvaluation) -> bool:
+        return evaluation.peak_day_overflow_rate.high <= self.target
 
     def weight(self, mix: tuple[int, ...]) -> float:
         return float(self.unit_weights @ np.asarray(mix))
 
     def evaluate(self, mixes: list[tuple[int, ...]], seed: int) -> list[MixEvaluation]:
         self.simulated += len(mixes)
-        return evaluate_mixes(self.scenario, self.model, mixes, seed=seed)
+        return evaluate_mixes(self.scenario, self.horizon, mixes, seed=seed)
 
     def add_until_feasible(self, current: MixEvaluation, seed: int) -> MixEvaluation:
         start = sum(current.counts)
-        while current.peak_overflow > self.target:
+        while not self.surely_meets(current):
             if sum(current.counts) - start >= MAX_ADDED:
                 raise ValueError(f"no mix within {MAX_ADDED} extra compartments meets the target")
             candidates = [
@@ -116,9 +127,7 @@ class _Search:
                 )
             if not candidates:
                 return current
-            feasible = [
-                e for e in self.evaluate(candidates, seed) if e.peak_overflow <= self.target
-            ]
+            feasible = [e for e in self.evaluate(candidates, seed) if self.surely_meets(e)]
             if not feasible:
                 return current
             current = min(feasible, key=lambda e: (self.weight(e.counts), e.peak_overflow))

@@ -58,18 +58,22 @@ def simulate(
     requested = np.arange(sizes)[:, None]
     fits = column_size[None, :] >= requested if upsizing else column_size[None, :] == requested
     # A last column that never frees and fits nothing keeps argmax defined at empty sites.
-    busy_until = np.hstack(
-        [np.where(rank[None, :] < layout[:, column_size], 0.0, np.inf), np.full((sites, 1), np.inf)]
-    )
+    columns = len(column_size) + 1
+    busy_flat = np.full(sites * columns, np.inf)  # owns the data: reshape is always a view
+    busy_until = busy_flat.reshape(sites, columns)
+    busy_until[:, :-1][rank[None, :] < layout[:, column_size]] = 0.0
     eligible = np.hstack([fits, np.zeros((sizes, 1), dtype=bool)])
     column_size = np.append(column_size, 0)
+    row_start = np.arange(sites) * columns
+    free_flat = np.empty(sites * columns, dtype=bool)
+    free = free_flat.reshape(sites, columns)
+    fitting = np.empty((sites, columns), dtype=bool)
 
     arrivals = np.zeros((sites, days, sizes), dtype=np.int64)
     overflow = np.zeros((sites, days, sizes), dtype=np.int64)
     upsized = np.zeros((sites, sizes), dtype=np.int64)
     hours = days * 24
     occupancy_change = np.zeros((hours + 1) * sizes, dtype=np.int64) if track_occupancy else None
-    rows = np.arange(sites)
     rng = np.random.default_rng(seed)
     for first in range(0, days, CHUNK_DAYS):
         n_days = min(CHUNK_DAYS, days - first)
@@ -79,13 +83,16 @@ def simulate(
         departure = batch.departure[:, stream_of_site]
         admitted = np.empty(time.shape, dtype=bool)
         column = np.empty(time.shape, dtype=np.intp)
-        free = np.empty(busy_until.shape, dtype=bool)
         for k in range(time.shape[0]):
             np.less_equal(busy_until, time[k][:, None], out=free)
-            free &= eligible[size[k]]
+            np.take(eligible, size[k], axis=0, out=fitting)
+            free &= fitting
             taken = free.argmax(axis=1)
-            ok = free[rows, taken]
-            busy_until[rows[ok], taken[ok]] = departure[k][ok]
+            ok = free_flat[row_start + taken]
+            # Sites that found nothing write +inf into their never-free last column instead.
+            busy_flat[row_start + np.where(ok, taken, columns - 1)] = np.where(
+                ok, departure[k], np.inf
+            )
             admitted[k] = ok
             column[k] = taken
 
