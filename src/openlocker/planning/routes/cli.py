@@ -119,7 +119,13 @@ def routes_command(
         errors.print(f"[red]no plan:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     if figure is not None:
-        write_figure(comparison, figure)
+        try:
+            write_figure(comparison, figure)
+        except OSError as exc:
+            errors.print(
+                f"[red]error:[/red] cannot write {figure}: {exc.strerror}", highlight=False
+            )
+            raise typer.Exit(BAD_INPUT) from None
     if as_json:
         typer.echo(json.dumps(comparison_document(comparison, search)))
         return

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from openlocker.core.config import get_settings
@@ -50,6 +51,8 @@ def scenario_from_db(carrier_id: str, day: date, fleet: Path | None) -> DbDay:
     try:
         with database.read() as session:
             return _read_day(session, carrier_id, day, fleet)
+    except DBAPIError as exc:
+        raise ScenarioError(f"cannot read the day from the database: {exc.orig}") from exc
     finally:
         database.dispose()
 

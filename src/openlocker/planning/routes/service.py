@@ -86,17 +86,23 @@ def compare_routes(
     check_fleet(doorstep_stops, scenario)
 
     outcomes = {}
-    for name, stops, free in (
-        ("doorstep", doorstep_stops, {s.id: dict(s.free) for s in scenario.lockers}),
-        ("lockers", consolidated, {k: dict(v) for k, v in assignment.free_after.items()}),
+    no_lockers: dict[str, str] = {}
+    for name, stops, in_lockers, free in (
+        ("doorstep", doorstep_stops, no_lockers, {s.id: dict(s.free) for s in scenario.lockers}),
+        (
+            "lockers",
+            consolidated,
+            assignment.locker_of,
+            {k: dict(v) for k, v in assignment.free_after.items()},
+        ),
     ):
         report = None if progress is None else _bind(progress, name)
         plan = solve_day(stops, network, scenario, search=search, progress=report)
+        # Only doorstep attempts fail; a parcel in a locker is delivered.
         failed = [
             d
             for d in scenario.deliveries
-            if d.id not in (assignment.locker_of if name == "lockers" else {})
-            and draws.fails_first(d.id, scenario.failure_rate)
+            if d.id not in in_lockers and draws.fails_first(d.id, scenario.failure_rate)
         ]
         retries = next_day_work(failed, plan, network, scenario, draws, free)
         outcomes[name] = Outcome(plan, scenario_kpis(plan, scenario, len(failed), retries))
