@@ -107,6 +107,13 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--parcels must be at least 1" in result.stderr
 
+    broken.write_text(
+        '{"depot": {"lat": 52.0, "lon": 21.0}, "vehicles": {"count": 1}, "deliveries": []}'
+    )
+    result = runner.invoke(app, ["plan", "routes", str(broken)])
+    assert result.exit_code == 2
+    assert "no deliveries to plan" in result.stderr
+
     result = runner.invoke(app, ["plan", "routes", str(tmp_path / "missing.json")])
     assert result.exit_code == 2
     assert "cannot read scenario" in result.stderr

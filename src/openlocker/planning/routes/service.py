@@ -26,7 +26,7 @@ from openlocker.planning.routes.plan import (
     savings_pct,
     scenario_kpis,
 )
-from openlocker.planning.routes.scenario import Scenario
+from openlocker.planning.routes.scenario import Scenario, ScenarioError
 from openlocker.planning.routes.solver import Search, solve_day
 
 SCENARIOS = ("doorstep", "lockers")
@@ -64,6 +64,8 @@ def compare_routes(
     Each scenario's day plan gets its own ``search``. Raises ``ScenarioError``
     when no fleet could carry the day and ``NoFeasiblePlan`` when the solver finds no plan.
     """
+    if not scenario.deliveries:
+        raise ScenarioError("the scenario has no deliveries to plan")
     network = build_network(scenario)
     rng = np.random.default_rng(search.seed)
     accepting = draw_locker_choices(scenario, rng)
