@@ -23,6 +23,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/planning_routes.py
+	$(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -29,7 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get("OPENLOCKER_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "OPENLOCKER_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 CALLS = ("announce", "deposit", "pickup")
 
 
@@ -41,7 +43,9 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, key: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, key: str, body: dict[str, Any] | None
+    ) -> tuple[int, Any]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         payload = json.dumps(body).encode() if body is not None else b""
@@ -63,8 +67,15 @@ class Connection:
 
 
 async def _client_loop(
-    worker: int, n: int, port: int, keys: dict[str, Any], deadline: float, warmup_until: float,
-    latencies: dict[str, list[float]], errors: dict[str, int], done: list[int],
+    worker: int,
+    n: int,
+    port: int,
+    keys: dict[str, Any],
+    deadline: float,
+    warmup_until: float,
+    latencies: dict[str, list[float]],
+    errors: dict[str, int],
+    done: list[int],
 ) -> None:
     conn = Connection("127.0.0.1", port)
     sites = sorted(keys["kiosk_keys"])
@@ -76,22 +87,33 @@ async def _client_loop(
         counted = time.perf_counter() >= warmup_until
         t0 = time.perf_counter()
         status, parcel = await conn.request(
-            "POST", "/v1/parcels", carrier,
-            {"tracking_number": f"B{worker}-{n}-{i}-{os.getpid()}", "site_id": site, "size": "S",
-             "notify": "sender"},
+            "POST",
+            "/v1/parcels",
+            carrier,
+            {
+                "tracking_number": f"B{worker}-{n}-{i}-{os.getpid()}",
+                "site_id": site,
+                "size": "S",
+                "notify": "sender",
+            },
         )
         t1 = time.perf_counter()
         if status != 201:
             errors[f"announce {status} {parcel.get('code') if parcel else ''}"] += 1
             await asyncio.sleep(0.05)
             continue
-        status, deposited = await conn.request("POST", f"/v1/parcels/{parcel['id']}/deposit", carrier, None)
+        status, deposited = await conn.request(
+            "POST", f"/v1/parcels/{parcel['id']}/deposit", carrier, None
+        )
         t2 = time.perf_counter()
         if status != 200:
             errors[f"deposit {status} {deposited.get('code') if deposited else ''}"] += 1
             continue
         status, picked = await conn.request(
-            "POST", f"/v1/sites/{site}/pickups", keys["kiosk_keys"][site], {"pin": deposited["pickup"]["pin"]}
+            "POST",
+            f"/v1/sites/{site}/pickups",
+            keys["kiosk_keys"][site],
+            {"pin": deposited["pickup"]["pin"]},
         )
         t3 = time.perf_counter()
         if status != 200:
@@ -105,18 +127,36 @@ async def _client_loop(
 
 
 def _load_process(
-    worker: int, clients: int, port: int, keys: dict[str, Any], start: float, warmup: float,
-    seconds: float, out: Any,
+    worker: int,
+    clients: int,
+    port: int,
+    keys: dict[str, Any],
+    start: float,
+    warmup: float,
+    seconds: float,
+    out: Any,
 ) -> None:
     latencies: dict[str, list[float]] = {c: [] for c in CALLS}
     errors: dict[str, int] = __import__("collections").Counter()
     done = [0]
 
     async def main() -> None:
-        await asyncio.gather(*(
-            _client_loop(worker, n, port, keys, start + warmup + seconds, start + warmup, latencies, errors, done)
-            for n in range(clients)
-        ))
+        await asyncio.gather(
+            *(
+                _client_loop(
+                    worker,
+                    n,
+                    port,
+                    keys,
+                    start + warmup + seconds,
+                    start + warmup,
+                    latencies,
+                    errors,
+                    done,
+                )
+                for n in range(clients)
+            )
+        )
 
     asyncio.run(main())
     out.put((latencies, dict(errors), done[0]))
@@ -170,13 +210,19 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
         "OPENLOCKER_LOG_LEVEL": "WARNING",
     }
     seeded = subprocess.run(
-        [str(BIN / "openlocker"), "seed", "demo", "--json"], env=env, check=True, capture_output=True
+        [str(BIN / "openlocker"), "seed", "demo", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     keys = json.loads(seeded.stdout)
     port = _free_port()
     server = subprocess.Popen(
         [str(BIN / "openlocker"), "serve", "--port", str(port), "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_healthy(port, server)
@@ -184,8 +230,10 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
         start = time.perf_counter() + 0.5
         per_process = max(1, args.clients // args.load_processes)
         procs = [
-            mp.Process(target=_load_process,
-                       args=(w, per_process, port, keys, start, args.warmup, args.seconds, queue))
+            mp.Process(
+                target=_load_process,
+                args=(w, per_process, port, keys, start, args.warmup, args.seconds, queue),
+            )
             for w in range(args.load_processes)
         ]
         for p in procs:
@@ -210,8 +258,10 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
         "backend": name,
         "lifecycles": done,
         "lifecycles_per_s": done / args.seconds,
-        "latency_ms": {c: {"p50": _percentile(latencies[c], 0.50), "p99": _percentile(latencies[c], 0.99)}
-                       for c in CALLS},
+        "latency_ms": {
+            c: {"p50": _percentile(latencies[c], 0.50), "p99": _percentile(latencies[c], 0.99)}
+            for c in CALLS
+        },
         "errors": errors,
         "server_peak_rss_mib": peak_kib / 1024,
     }
@@ -240,7 +290,9 @@ def _drop_postgres(url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per backend")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=32, help="concurrent lifecycles in flight")
@@ -266,14 +318,23 @@ def main() -> None:
             finally:
                 _drop_postgres(url)
 
-    print(f"\nOpenLocker lifecycle benchmark: {args.clients} clients, {args.workers} server workers, "
-          f"{args.seconds:.0f} s measured, {os.cpu_count()} CPUs (load generator on the same machine)")
-    print(f"{'backend':<11} {'lifecycles/s':>12} " + " ".join(f"{c + ' p50/p99 ms':>22}" for c in CALLS)
-          + f" {'server peak MiB':>16}  errors")
+    print(
+        f"\nOpenLocker lifecycle benchmark: {args.clients} clients, {args.workers} server workers, "
+        f"{args.seconds:.0f} s measured, {os.cpu_count()} CPUs (load generator on the same machine)"
+    )
+    print(
+        f"{'backend':<11} {'lifecycles/s':>12} "
+        + " ".join(f"{c + ' p50/p99 ms':>22}" for c in CALLS)
+        + f" {'server peak MiB':>16}  errors"
+    )
     for r in reports:
-        cells = " ".join(f"{r['latency_ms'][c]['p50']:>10.1f} /{r['latency_ms'][c]['p99']:>9.1f}" for c in CALLS)
-        print(f"{r['backend']:<11} {r['lifecycles_per_s']:>12.1f} {cells} {r['server_peak_rss_mib']:>16.1f}  "
-              f"{r['errors'] or 'none'}")
+        cells = " ".join(
+            f"{r['latency_ms'][c]['p50']:>10.1f} /{r['latency_ms'][c]['p99']:>9.1f}" for c in CALLS
+        )
+        print(
+            f"{r['backend']:<11} {r['lifecycles_per_s']:>12.1f} {cells} "
+            f"{r['server_peak_rss_mib']:>16.1f}  {r['errors'] or 'none'}"
+        )
     print(json.dumps(reports))
 
 

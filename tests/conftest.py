@@ -52,7 +52,9 @@ def _truncate(db: Database) -> None:
     tables = [t.name for t in Base.metadata.sorted_tables if t.name not in SEEDED]
     with db.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(text("INSERT INTO audit_head (id, hash, count) VALUES (1, :h, 0)"), {"h": "0" * 64})
+        conn.execute(
+            text("INSERT INTO audit_head (id, hash, count) VALUES (1, :h, 0)"), {"h": "0" * 64}
+        )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -75,7 +77,9 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def ctx(database_url: str, clock: FrozenClock) -> Iterator[Context]:
-    settings = Settings(database_url=database_url, secret_key="test-secret", base_url="https://lockers.test")
+    settings = Settings(
+        database_url=database_url, secret_key="test-secret", base_url="https://lockers.test"
+    )
     context = Context(Database(database_url), Keyring(settings.secret_key), settings, clock)
     yield context
     context.db.dispose()

@@ -33,9 +33,13 @@ class Factory:
         self.ctx = ctx
         self.client = client
 
-    def org(self, kind: str = "carrier", scopes: tuple[str, ...] = ("parcels:write", "parcels:read")) -> Org:
+    def org(
+        self, kind: str = "carrier", scopes: tuple[str, ...] = ("parcels:write", "parcels:read")
+    ) -> Org:
         with self.ctx.db.transaction() as session:
-            org = do_create_organization(session, self.ctx, TEST_ACTOR, f"{kind} {next(_numbers)}", kind)
+            org = do_create_organization(
+                session, self.ctx, TEST_ACTOR, f"{kind} {next(_numbers)}", kind
+            )
             session.flush()
             _, key = do_create_api_key(session, self.ctx, TEST_ACTOR, org.id, "test", list(scopes))
         return Org(org.id, key)
@@ -60,14 +64,20 @@ class Factory:
         """A site with one compartment per letter of ``sizes`` (X means XL)."""
         compartments = [
             CompartmentIn(
-                label=f"A{i + 1}", size="XL" if s == "X" else s,
-                temperature=temperature, floor_height_mm=floor_height_mm,  # type: ignore[arg-type]
+                label=f"A{i + 1}",
+                size="XL" if s == "X" else s,
+                temperature=temperature,
+                floor_height_mm=floor_height_mm,  # type: ignore[arg-type]
             )
             for i, s in enumerate(sizes)
         ]
         spec = SiteIn(
-            name=name or f"Site {next(_numbers)}", address="Test street 1", lat=lat, lon=lon,
-            dwell_hours=dwell_hours, compartments=compartments,
+            name=name or f"Site {next(_numbers)}",
+            address="Test street 1",
+            lat=lat,
+            lon=lon,
+            dwell_hours=dwell_hours,
+            compartments=compartments,
         )
         with self.ctx.db.transaction() as session:
             return do_create_site(session, self.ctx, TEST_ACTOR, spec).id
@@ -86,7 +96,9 @@ class Factory:
         """An announced and deposited parcel's JSON, with its ``pickup`` credentials."""
         announced = self.announce(org, site_id, **fields)
         assert announced.status_code == 201, announced.text
-        deposited = self.client.post(f"/v1/parcels/{announced.json()['id']}/deposit", headers=org.headers)
+        deposited = self.client.post(
+            f"/v1/parcels/{announced.json()['id']}/deposit", headers=org.headers
+        )
         assert deposited.status_code == 200, deposited.text
         parcel: dict[str, Any] = deposited.json()
         return parcel

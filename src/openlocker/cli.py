@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
 
 from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.config import DEV_SECRET_KEY, get_settings
@@ -46,7 +44,9 @@ def db_upgrade() -> None:
 
 @seed_app.command("demo")
 def seed_demo_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the created API keys as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the created API keys as JSON.")
+    ] = False,
 ) -> None:
     """Create the demo network (three sites, a carrier, a retailer, an operator) and keys."""
     ctx = _context()
@@ -90,8 +90,12 @@ def serve(
         # Counters from every worker add up on /metrics.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="openlocker-metrics-")
     uvicorn.run(
-        "openlocker.api.asgi:app", host=host, port=port, workers=workers,
-        log_config=None, access_log=False,
+        "openlocker.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -115,25 +119,27 @@ def demo(
 
 
 def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
-    table = Table(title="Demo API keys (shown once)", show_lines=False)
-    table.add_column("who")
-    table.add_column("key", overflow="fold")
-    table.add_row("carrier (Demo Parcel Express)", keys.carrier_key)
-    table.add_row("retailer (Demo Grocer)", keys.retailer_key)
-    table.add_row("operator (admin)", keys.operator_key)
+    # Keys go on lines of their own, never wrapped, so they copy and paste whole.
+    console.print("[bold]Demo API keys[/] (shown once; a new run issues new ones)")
+    console.print(f"  carrier  (Demo Parcel Express)  {keys.carrier_key}", soft_wrap=True)
+    console.print(f"  retailer (Demo Grocer)          {keys.retailer_key}", soft_wrap=True)
+    console.print(f"  operator (admin)                {keys.operator_key}", soft_wrap=True)
     for site_id, key in keys.kiosk_keys.items():
-        table.add_row(f"kiosk {keys.sites[site_id]} ({site_id})", key)
-    console.print(table)
+        console.print(f"  kiosk of {keys.sites[site_id]} ({site_id})  {key}", soft_wrap=True)
     if base is None:
         return
     site_id = next(iter(keys.sites))
     console.print(
-        Panel.fit(
-            f"API docs:  {base}/docs\nSites:     {base}/v1/sites\nHealth:    {base}/healthz\n"
-            f"Metrics:   {base}/metrics\n\nTry it:\n"
-            f"curl -s -H 'Authorization: Bearer {keys.carrier_key}' -H 'Content-Type: application/json' \\\n"
-            f"  -d '{{\"tracking_number\": \"DEMO-1\", \"site_id\": \"{site_id}\", \"size\": \"M\", "
-            f"\"notify\": \"sender\"}}' {base}/v1/parcels",
-            title="OpenLocker demo",
-        )
+        f"\n[bold]OpenLocker demo[/]\n  API docs  {base}/docs\n  Sites     {base}/v1/sites\n"
+        f"  Health    {base}/healthz\n  Metrics   {base}/metrics\n\n[bold]Try it[/]",
+        soft_wrap=True,
+    )
+    console.print(
+        f"curl -s -H 'Authorization: Bearer {keys.carrier_key}' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"tracking_number": "DEMO-1", "site_id": "{site_id}", "size": "M", '
+        f'"notify": "sender"}}\' {base}/v1/parcels',
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )

@@ -45,8 +45,10 @@ def demo_compartments(columns: int, *, chilled_columns: int = 1) -> list[Compart
         for row, size in enumerate(COLUMN):
             compartments.append(
                 CompartmentIn(
-                    label=f"{chr(ord('A') + col)}{row + 1}", size=size,
-                    temperature=temperature, floor_height_mm=floor,
+                    label=f"{chr(ord('A') + col)}{row + 1}",
+                    size=size,
+                    temperature=temperature,
+                    floor_height_mm=floor,
                 )
             )
             floor += COLUMN_HEIGHT_MM[size]
@@ -57,6 +59,7 @@ def seed_demo(ctx: Context) -> DemoKeys:
     """Create the demo network once; every call issues fresh keys (keys are shown only once)."""
     with ctx.db.transaction() as session:
         orgs = {o.name: o for o in session.scalars(select(Organization)).all()}
+
         def org(name: str, kind: str) -> str:
             if name not in orgs:
                 orgs[name] = do_create_organization(session, ctx, SEED_ACTOR, name, kind)
@@ -68,14 +71,21 @@ def seed_demo(ctx: Context) -> DemoKeys:
         sites = {s.name: s for s in session.scalars(select(Site)).all()}
         for name, address, lat, lon, columns in DEMO_SITES:
             if name not in sites:
-                spec = SiteIn(name=name, address=address, lat=lat, lon=lon,
-                              compartments=demo_compartments(columns))
+                spec = SiteIn(
+                    name=name,
+                    address=address,
+                    lat=lat,
+                    lon=lon,
+                    compartments=demo_compartments(columns),
+                )
                 sites[name] = do_create_site(session, ctx, SEED_ACTOR, spec)
         writer = ["parcels:write", "parcels:read"]
         keys = DemoKeys(
             carrier_key=do_create_api_key(session, ctx, SEED_ACTOR, carrier, "demo", writer)[1],
             retailer_key=do_create_api_key(session, ctx, SEED_ACTOR, retailer, "demo", writer)[1],
-            operator_key=do_create_api_key(session, ctx, SEED_ACTOR, operator, "demo", ["admin"])[1],
+            operator_key=do_create_api_key(session, ctx, SEED_ACTOR, operator, "demo", ["admin"])[
+                1
+            ],
         )
         for site in sites.values():
             keys.sites[site.id] = site.name

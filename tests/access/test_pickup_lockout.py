@@ -13,10 +13,12 @@ from tests.factories import Factory
 
 
 def _wrong_pin(pin: str) -> str:
-    return f"{(int(pin) + 1) % 10**len(pin):0{len(pin)}d}"
+    return f"{(int(pin) + 1) % 10 ** len(pin):0{len(pin)}d}"
 
 
-def test_lockout_schedule_over_http(factory: Factory, client: TestClient, ctx: Context, clock: FrozenClock) -> None:
+def test_lockout_schedule_over_http(
+    factory: Factory, client: TestClient, ctx: Context, clock: FrozenClock
+) -> None:
     carrier = factory.org()
     site = factory.site("SS")
     kiosk = factory.kiosk(site)
@@ -27,13 +29,19 @@ def test_lockout_schedule_over_http(factory: Factory, client: TestClient, ctx: C
         wrong = _wrong_pin(wrong)
 
     for _ in range(FREE_FAILURES):
-        assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).json()["code"] == "invalid_code"
+        assert (
+            client.post(url, json={"pin": wrong}, headers=kiosk.headers).json()["code"]
+            == "invalid_code"
+        )
     locked = client.post(url, json={"pin": first["pickup"]["pin"]}, headers=kiosk.headers)
     assert locked.status_code == 429 and locked.json()["code"] == "too_many_attempts"
     assert int(locked.headers["Retry-After"]) == lockout_seconds(FREE_FAILURES)
 
     # QR codes cannot be guessed, so they still open doors during a lockout.
-    assert client.post(url, json={"qr": second["pickup"]["qr"]}, headers=kiosk.headers).status_code == 200
+    assert (
+        client.post(url, json={"qr": second["pickup"]["qr"]}, headers=kiosk.headers).status_code
+        == 200
+    )
 
     clock.advance(seconds=lockout_seconds(FREE_FAILURES))
     assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
@@ -43,7 +51,10 @@ def test_lockout_schedule_over_http(factory: Factory, client: TestClient, ctx: C
     assert lockout_seconds(FREE_FAILURES + 1) > lockout_seconds(FREE_FAILURES)
 
     clock.advance(seconds=lockout_seconds(FREE_FAILURES + 1))
-    assert client.post(url, json={"pin": first["pickup"]["pin"]}, headers=kiosk.headers).status_code == 200
+    assert (
+        client.post(url, json={"pin": first["pickup"]["pin"]}, headers=kiosk.headers).status_code
+        == 200
+    )
     # Another recipient's right PIN forgives nothing: the next wrong one locks again, longer.
     assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
     after_pickup = client.post(url, json={"pin": wrong}, headers=kiosk.headers)
@@ -58,7 +69,9 @@ def test_lockout_schedule_over_http(factory: Factory, client: TestClient, ctx: C
     assert names.count("pickup.failed") == FREE_FAILURES + 1 + 1 + FREE_FAILURES - 1
     assert names.count("pickup.refused") == 3
     with ctx.db.read() as session:
-        data = session.scalars(select(AuditEvent.data).where(AuditEvent.name == "pickup.failed")).all()
+        data = session.scalars(
+            select(AuditEvent.data).where(AuditEvent.name == "pickup.failed")
+        ).all()
     assert all(wrong not in str(d) for d in data)
 
 
@@ -67,8 +80,14 @@ def test_lockout_is_per_kiosk(factory: Factory, client: TestClient) -> None:
     noisy, quiet = factory.site("S"), factory.site("S")
     parcel = factory.deposited(carrier, quiet)
     for _ in range(FREE_FAILURES):
-        client.post(f"/v1/sites/{noisy}/pickups", json={"pin": "99999999"}, headers=factory.kiosk(noisy).headers)
+        client.post(
+            f"/v1/sites/{noisy}/pickups",
+            json={"pin": "99999999"},
+            headers=factory.kiosk(noisy).headers,
+        )
     response = client.post(
-        f"/v1/sites/{quiet}/pickups", json={"pin": parcel["pickup"]["pin"]}, headers=factory.kiosk(quiet).headers
+        f"/v1/sites/{quiet}/pickups",
+        json={"pin": parcel["pickup"]["pin"]},
+        headers=factory.kiosk(quiet).headers,
     )
     assert response.status_code == 200

@@ -38,10 +38,20 @@ def test_logs_are_json_and_hold_no_codes_or_keys(
     with caplog.at_level(logging.INFO):
         parcel = factory.deposited(carrier, site)
         client.post(f"/v1/sites/{site}/pickups", json={"pin": "00000000"}, headers=kiosk.headers)
-        client.post(f"/v1/sites/{site}/pickups", json={"pin": parcel["pickup"]["pin"]}, headers=kiosk.headers)
+        client.post(
+            f"/v1/sites/{site}/pickups",
+            json={"pin": parcel["pickup"]["pin"]},
+            headers=kiosk.headers,
+        )
     formatter = JsonFormatter()
     lines = [formatter.format(r) for r in caplog.records]
     assert any('"route":"/v1/sites/{site_id}/pickups"' in line for line in lines)
     everything = "\n".join(lines)
-    for secret in (parcel["pickup"]["pin"], parcel["pickup"]["qr"], carrier.key, kiosk.key, "00000000"):
+    for secret in (
+        parcel["pickup"]["pin"],
+        parcel["pickup"]["qr"],
+        carrier.key,
+        kiosk.key,
+        "00000000",
+    ):
         assert secret not in everything

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
@@ -15,7 +17,11 @@ def _lifecycle(factory: Factory, client: TestClient) -> dict[str, object]:
     carrier = factory.org()
     site = factory.site("S")
     parcel = factory.deposited(carrier, site)
-    client.post(f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=factory.kiosk(site).headers)
+    client.post(
+        f"/v1/sites/{site}/pickups",
+        json={"qr": parcel["pickup"]["qr"]},
+        headers=factory.kiosk(site).headers,
+    )
     seal_pending(factory.ctx)
     return parcel
 
@@ -23,14 +29,22 @@ def _lifecycle(factory: Factory, client: TestClient) -> dict[str, object]:
 def test_lifecycle_events_in_order(factory: Factory, client: TestClient, ctx: Context) -> None:
     parcel = _lifecycle(factory, client)
     operator = factory.operator()
-    events = client.get("/v1/events", params={"parcel_id": parcel["id"]}, headers=operator.headers).json()
-    assert [e["name"] for e in events["items"]] == ["parcel.announced", "parcel.deposited", "parcel.picked_up"]
+    events = client.get(
+        "/v1/events", params={"parcel_id": parcel["id"]}, headers=operator.headers
+    ).json()
+    assert [e["name"] for e in events["items"]] == [
+        "parcel.announced",
+        "parcel.deposited",
+        "parcel.picked_up",
+    ]
     assert events["items"][1]["compartment_id"] == parcel["compartment"]["id"]  # type: ignore[index]
     assert events["items"][2]["data"] == {"method": "qr"}
     assert events["items"][0]["actor"].startswith("key:")
 
 
-def test_events_page_through_the_whole_log(factory: Factory, client: TestClient, ctx: Context) -> None:
+def test_events_page_through_the_whole_log(
+    factory: Factory, client: TestClient, ctx: Context
+) -> None:
     _lifecycle(factory, client)
     operator = factory.operator()
     seal_pending(ctx)
@@ -43,7 +57,7 @@ def test_events_page_through_the_whole_log(factory: Factory, client: TestClient,
         if cursor is None:
             break
     assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
-    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(seen, seen[1:], strict=False))
+    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(seen))
     with ctx.db.read() as session:
         report = check_chain(session)
     assert report.intact and report.checked == len(seen)
@@ -53,12 +67,20 @@ def test_verify_finds_an_edited_event(factory: Factory, client: TestClient, ctx:
     parcel = _lifecycle(factory, client)
     with ctx.db.transaction() as session:
         target = session.scalars(
-            select(AuditEvent).where(AuditEvent.name == "parcel.deposited", AuditEvent.parcel_id == parcel["id"])
+            select(AuditEvent).where(
+                AuditEvent.name == "parcel.deposited", AuditEvent.parcel_id == parcel["id"]
+            )
         ).one()
-        session.execute(update(AuditEvent).where(AuditEvent.seq == target.seq).values(actor="key:someone-else"))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == target.seq).values(actor="key:someone-else")
+        )
     with ctx.db.read() as session:
         report = check_chain(session)
-    assert not report.intact and report.broken_seq == target.seq and report.reason == "event content altered"
+    assert (
+        not report.intact
+        and report.broken_seq == target.seq
+        and report.reason == "event content altered"
+    )
 
 
 def test_verify_finds_a_removed_event(factory: Factory, client: TestClient, ctx: Context) -> None:
@@ -77,7 +99,9 @@ def test_verify_finds_a_removed_event(factory: Factory, client: TestClient, ctx:
     assert not tail.intact and tail.reason == "events missing at the end of the chain"
 
 
-def test_rolled_back_work_leaves_no_event(factory: Factory, client: TestClient, ctx: Context) -> None:
+def test_rolled_back_work_leaves_no_event(
+    factory: Factory, client: TestClient, ctx: Context
+) -> None:
     carrier = factory.org()
     site = factory.site("S")
     factory.site("X")

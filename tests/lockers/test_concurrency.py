@@ -45,7 +45,9 @@ def _race(calls: list[Callable[[], str]]) -> tuple[Counter[str], list[str]]:
 
 def _announce(ctx: Context, key: str, site: str, n: int, reserve: bool) -> Callable[[], str]:
     principal = access_principal(ctx, f"Bearer {key}")
-    request = AnnounceIn(tracking_number=f"RACE-{n}", site_id=site, size="S", notify="sender", reserve=reserve)
+    request = AnnounceIn(
+        tracking_number=f"RACE-{n}", site_id=site, size="S", notify="sender", reserve=reserve
+    )
 
     def call() -> str:
         answer = service.announce(ctx, principal, request)

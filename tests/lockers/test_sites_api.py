@@ -37,7 +37,10 @@ def test_accessible_and_chilled_parcels_get_matching_compartments(factory: Facto
     carrier = factory.org()
     high = factory.site("M", floor_height_mm=1500)
     assert factory.announce(carrier, high, size="S", accessible=True).json()["code"] == "site_full"
-    assert factory.announce(carrier, high, size="S", temperature="chilled").json()["code"] == "site_full"
+    assert (
+        factory.announce(carrier, high, size="S", temperature="chilled").json()["code"]
+        == "site_full"
+    )
     chilled = factory.site("M", temperature="chilled", floor_height_mm=400)
     parcel = factory.deposited(carrier, chilled, size="S", temperature="chilled", accessible=True)
     assert parcel["compartment"]["size"] == "M"
@@ -46,14 +49,23 @@ def test_accessible_and_chilled_parcels_get_matching_compartments(factory: Facto
 def test_operator_creates_a_site(factory: Factory, client: TestClient) -> None:
     operator, carrier = factory.operator(), factory.org()
     spec = {
-        "name": "Kraków Główny", "address": "Pawia 5a, 31-154 Kraków", "lat": 50.0677, "lon": 19.9476,
+        "name": "Kraków Główny",
+        "address": "Pawia 5a, 31-154 Kraków",
+        "lat": 50.0677,
+        "lon": 19.9476,
         "compartments": [{"label": "A1", "size": "M", "floor_height_mm": 200}],
     }
     created = client.post("/v1/sites", json=spec, headers=operator.headers)
     assert created.status_code == 201
     assert created.json()["free"] == [{"size": "M", "temperature": "ambient", "free": 1}]
-    assert client.post("/v1/sites", json=spec, headers=carrier.headers).json()["code"] == "missing_scope"
+    assert (
+        client.post("/v1/sites", json=spec, headers=carrier.headers).json()["code"]
+        == "missing_scope"
+    )
     bad = {**spec, "compartments": [{"label": "A1", "size": "Q", "floor_height_mm": 200}]}
-    assert client.post("/v1/sites", json=bad, headers=operator.headers).json()["code"] == "unknown_size"
+    assert (
+        client.post("/v1/sites", json=bad, headers=operator.headers).json()["code"]
+        == "unknown_size"
+    )
     detail = client.get(f"/v1/sites/{created.json()['id']}", headers=operator.headers).json()
     assert [c["label"] for c in detail["compartments"]] == ["A1"]

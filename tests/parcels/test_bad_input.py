@@ -32,9 +32,21 @@ def _problem(response: Any, status: int, code: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "status", "code"),
     [
-        ({"size": None, "dimensions_mm": {"length": -1, "width": 10, "height": 10}}, 422, "invalid_input"),
-        ({"size": None, "dimensions_mm": {"length": 10**9, "width": 10, "height": 10}}, 422, "invalid_input"),
-        ({"size": None, "dimensions_mm": {"length": 2000, "width": 1900, "height": 1800}}, 422, "too_large"),
+        (
+            {"size": None, "dimensions_mm": {"length": -1, "width": 10, "height": 10}},
+            422,
+            "invalid_input",
+        ),
+        (
+            {"size": None, "dimensions_mm": {"length": 10**9, "width": 10, "height": 10}},
+            422,
+            "invalid_input",
+        ),
+        (
+            {"size": None, "dimensions_mm": {"length": 2000, "width": 1900, "height": 1800}},
+            422,
+            "too_large",
+        ),
         ({"size": None}, 422, "invalid_input"),
         ({"size": "XXXL"}, 422, "unknown_size"),
         ({"colour": "red"}, 422, "unknown_field"),
@@ -62,7 +74,9 @@ def test_bad_announce(
 def test_malformed_json(factory: Factory, client: TestClient) -> None:
     carrier = factory.org()
     response = client.post(
-        "/v1/parcels", content=b'{"tracking_number": ', headers={**carrier.headers, "Content-Type": "application/json"}
+        "/v1/parcels",
+        content=b'{"tracking_number": ',
+        headers={**carrier.headers, "Content-Type": "application/json"},
     )
     _problem(response, 400, "malformed_json")
 
@@ -71,7 +85,9 @@ def test_duplicate_tracking_number_for_the_same_carrier(factory: Factory) -> Non
     carrier, other = factory.org(), factory.org()
     site = factory.site("SSS")
     assert factory.announce(carrier, site, tracking_number="DUP-1").status_code == 201
-    _problem(factory.announce(carrier, site, tracking_number="DUP-1"), 409, "duplicate_tracking_number")
+    _problem(
+        factory.announce(carrier, site, tracking_number="DUP-1"), 409, "duplicate_tracking_number"
+    )
     assert factory.announce(other, site, tracking_number="DUP-1").status_code == 201
 
 
@@ -83,10 +99,14 @@ def test_duplicate_tracking_number_for_the_same_carrier(factory: Factory) -> Non
         ({"Authorization": "Basic abc"}, "missing_api_key"),
     ],
 )
-def test_wrong_or_missing_key(factory: Factory, client: TestClient, headers: dict[str, str], code: str) -> None:
+def test_wrong_or_missing_key(
+    factory: Factory, client: TestClient, headers: dict[str, str], code: str
+) -> None:
     site = factory.site("S")
     response = client.post(
-        "/v1/parcels", json={"tracking_number": "X", "site_id": site, "size": "S", "notify": "sender"}, headers=headers
+        "/v1/parcels",
+        json={"tracking_number": "X", "site_id": site, "size": "S", "notify": "sender"},
+        headers=headers,
     )
     _problem(response, 401, code)
     _problem(client.get("/v1/sites", headers=headers), 401, code)
@@ -96,8 +116,14 @@ def test_another_carriers_parcel_is_not_found(factory: Factory, client: TestClie
     owner, other = factory.org(), factory.org()
     site = factory.site("S")
     parcel = factory.announce(owner, site).json()
-    _problem(client.get(f"/v1/parcels/{parcel['id']}", headers=other.headers), 404, "parcel_not_found")
-    _problem(client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=other.headers), 404, "parcel_not_found")
+    _problem(
+        client.get(f"/v1/parcels/{parcel['id']}", headers=other.headers), 404, "parcel_not_found"
+    )
+    _problem(
+        client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=other.headers),
+        404,
+        "parcel_not_found",
+    )
     operator = factory.operator()
     assert client.get(f"/v1/parcels/{parcel['id']}", headers=operator.headers).status_code == 200
 
@@ -118,20 +144,42 @@ def test_pickup_errors(factory: Factory, client: TestClient) -> None:
     _problem(client.post(url, json={"pin": "00000000"}, headers=kiosk.headers), 403, "invalid_code")
     _problem(client.post(url, json={"qr": "garbage"}, headers=kiosk.headers), 403, "invalid_code")
     _problem(client.post(url, json={}, headers=kiosk.headers), 422, "invalid_input")
-    _problem(client.post(url, json={"pin": "1", "qr": "2"}, headers=kiosk.headers), 422, "invalid_input")
-    _problem(client.post("/v1/sites/sit_nope/pickups", json={"pin": "1"}, headers=kiosk.headers), 403, "not_site_kiosk")
+    _problem(
+        client.post(url, json={"pin": "1", "qr": "2"}, headers=kiosk.headers), 422, "invalid_input"
+    )
+    _problem(
+        client.post("/v1/sites/sit_nope/pickups", json={"pin": "1"}, headers=kiosk.headers),
+        403,
+        "not_site_kiosk",
+    )
 
 
 def test_deposit_of_a_cancelled_parcel(factory: Factory, client: TestClient) -> None:
     carrier = factory.org()
     parcel = factory.announce(carrier, factory.site("S")).json()
     client.post(f"/v1/parcels/{parcel['id']}/cancel", headers=carrier.headers)
-    _problem(client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=carrier.headers), 409, "invalid_transition")
-    _problem(client.post(f"/v1/parcels/{parcel['id']}/cancel", headers=carrier.headers), 409, "invalid_transition")
+    _problem(
+        client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=carrier.headers),
+        409,
+        "invalid_transition",
+    )
+    _problem(
+        client.post(f"/v1/parcels/{parcel['id']}/cancel", headers=carrier.headers),
+        409,
+        "invalid_transition",
+    )
 
 
 def test_bad_cursor_and_unknown_route(factory: Factory, client: TestClient) -> None:
     carrier = factory.org()
-    _problem(client.get("/v1/parcels", params={"cursor": "!!!"}, headers=carrier.headers), 422, "invalid_cursor")
-    _problem(client.get("/v1/parcels", params={"limit": 0}, headers=carrier.headers), 422, "invalid_input")
+    _problem(
+        client.get("/v1/parcels", params={"cursor": "!!!"}, headers=carrier.headers),
+        422,
+        "invalid_cursor",
+    )
+    _problem(
+        client.get("/v1/parcels", params={"limit": 0}, headers=carrier.headers),
+        422,
+        "invalid_input",
+    )
     _problem(client.get("/v1/nothing-here"), 404, "not_found")

@@ -48,7 +48,9 @@ def test_pickup_with_qr_frees_the_compartment(factory: Factory, client: TestClie
     parcel = factory.deposited(carrier, site)
     assert factory.announce(carrier, site).json()["code"] == "site_full"
 
-    picked = client.post(f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers)
+    picked = client.post(
+        f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers
+    )
     assert picked.status_code == 200
     assert factory.announce(carrier, site).status_code == 201
 
@@ -58,7 +60,9 @@ def test_pickup_by_link_token(factory: Factory, client: TestClient) -> None:
     site = factory.site("S")
     parcel = factory.deposited(carrier, site)
     token = parcel["pickup"]["link"].rsplit("/", 1)[1]
-    picked = client.post(f"/v1/sites/{site}/pickups", json={"link": token}, headers=factory.kiosk(site).headers)
+    picked = client.post(
+        f"/v1/sites/{site}/pickups", json={"link": token}, headers=factory.kiosk(site).headers
+    )
     assert picked.status_code == 200
 
 
@@ -67,12 +71,18 @@ def test_pickup_only_at_the_parcels_site(factory: Factory, client: TestClient) -
     home, other = factory.site("S"), factory.site("S")
     parcel = factory.deposited(carrier, home)
     kiosk = factory.kiosk(other)
-    by_pin = client.post(f"/v1/sites/{other}/pickups", json={"pin": parcel["pickup"]["pin"]}, headers=kiosk.headers)
+    by_pin = client.post(
+        f"/v1/sites/{other}/pickups", json={"pin": parcel["pickup"]["pin"]}, headers=kiosk.headers
+    )
     assert by_pin.status_code == 403 and by_pin.json()["code"] == "invalid_code"
-    by_qr = client.post(f"/v1/sites/{other}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers)
+    by_qr = client.post(
+        f"/v1/sites/{other}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers
+    )
     assert by_qr.status_code == 403 and by_qr.json()["code"] == "wrong_site"
     # A kiosk key only works at its own site.
-    wrong_key = client.post(f"/v1/sites/{home}/pickups", json={"pin": "12345678"}, headers=kiosk.headers)
+    wrong_key = client.post(
+        f"/v1/sites/{home}/pickups", json={"pin": "12345678"}, headers=kiosk.headers
+    )
     assert wrong_key.status_code == 403 and wrong_key.json()["code"] == "not_site_kiosk"
 
 
@@ -126,9 +136,14 @@ def test_expiry_then_courier_retrieval(
     assert expire_due(ctx) == (0, 0)
     clock.advance(hours=1)
     assert expire_due(ctx) == (1, 0)
-    assert client.get(f"/v1/parcels/{parcel['id']}", headers=carrier.headers).json()["status"] == "expired"
+    assert (
+        client.get(f"/v1/parcels/{parcel['id']}", headers=carrier.headers).json()["status"]
+        == "expired"
+    )
 
-    late = client.post(f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers)
+    late = client.post(
+        f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers
+    )
     assert late.status_code == 403 and late.json()["code"] == "code_expired"
     assert factory.announce(carrier, site).json()["code"] == "site_full"  # still inside
 
@@ -142,14 +157,22 @@ def test_expiry_then_courier_retrieval(
 def test_announce_is_idempotent(factory: Factory, client: TestClient) -> None:
     carrier = factory.org()
     site = factory.site("SS")
-    body = {"tracking_number": "IDEM-1", "site_id": site, "size": "S", "notify": "sender", "reserve": True}
+    body = {
+        "tracking_number": "IDEM-1",
+        "site_id": site,
+        "size": "S",
+        "notify": "sender",
+        "reserve": True,
+    }
     headers = {**carrier.headers, "Idempotency-Key": "k-1"}
     first = client.post("/v1/parcels", json=body, headers=headers)
     second = client.post("/v1/parcels", json=body, headers=headers)
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert second.headers["Idempotent-Replayed"] == "true"
-    listed = client.get("/v1/parcels", params={"tracking_number": "IDEM-1"}, headers=carrier.headers).json()
+    listed = client.get(
+        "/v1/parcels", params={"tracking_number": "IDEM-1"}, headers=carrier.headers
+    ).json()
     assert len(listed["items"]) == 1
     reused = client.post("/v1/parcels", json={**body, "size": "M"}, headers=headers)
     assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
@@ -166,10 +189,17 @@ def test_replayed_deposit_issues_fresh_credentials_and_voids_the_first(
     first = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
     second = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
     assert second["compartment"] == first["compartment"]
-    assert second["pickup"]["pin"] != first["pickup"]["pin"] or second["pickup"]["qr"] != first["pickup"]["qr"]
-    old = client.post(f"/v1/sites/{site}/pickups", json={"qr": first["pickup"]["qr"]}, headers=kiosk.headers)
+    assert (
+        second["pickup"]["pin"] != first["pickup"]["pin"]
+        or second["pickup"]["qr"] != first["pickup"]["qr"]
+    )
+    old = client.post(
+        f"/v1/sites/{site}/pickups", json={"qr": first["pickup"]["qr"]}, headers=kiosk.headers
+    )
     assert old.status_code == 403 and old.json()["code"] == "invalid_code"
-    new = client.post(f"/v1/sites/{site}/pickups", json={"qr": second["pickup"]["qr"]}, headers=kiosk.headers)
+    new = client.post(
+        f"/v1/sites/{site}/pickups", json={"qr": second["pickup"]["qr"]}, headers=kiosk.headers
+    )
     assert new.status_code == 200
 
 
@@ -187,14 +217,21 @@ def test_credentials_for_openlocker_notify_go_sealed_into_the_outbox(
     )
     assert "pickup" not in parcel
     with ctx.db.read() as session:
-        message = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "recipient.pickup_ready")).one()
+        message = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.topic == "recipient.pickup_ready")
+        ).one()
     assert message.payload["recipient"]["email"] == "ana@example.com"
     assert message.sealed is not None
     credentials = ctx.keyring.unseal(message.sealed)
     pin = credentials.split('"pin":"')[1][:8]
     assert pin not in str(message.payload)
     kiosk = factory.kiosk(site)
-    assert client.post(f"/v1/sites/{site}/pickups", json={"pin": pin}, headers=kiosk.headers).status_code == 200
+    assert (
+        client.post(
+            f"/v1/sites/{site}/pickups", json={"pin": pin}, headers=kiosk.headers
+        ).status_code
+        == 200
+    )
 
 
 def test_list_pages_with_cursor_and_filters(factory: Factory, client: TestClient) -> None:
@@ -212,5 +249,7 @@ def test_list_pages_with_cursor_and_filters(factory: Factory, client: TestClient
         if cursor is None:
             break
     assert seen == sorted(ids, reverse=True)
-    filtered = client.get("/v1/parcels", params={"status": "deposited"}, headers=carrier.headers).json()
+    filtered = client.get(
+        "/v1/parcels", params={"status": "deposited"}, headers=carrier.headers
+    ).json()
     assert filtered["items"] == []

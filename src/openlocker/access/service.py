@@ -59,22 +59,32 @@ def do_issue_credentials(
         raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
-        parcel_id=parcel_id, site_id=site.id, expires_at=expires_at, key_version=site.key_version,
+        parcel_id=parcel_id,
+        site_id=site.id,
+        expires_at=expires_at,
+        key_version=site.key_version,
     )
     link = credentials.generate_link_token()
     now = ctx.clock()
     for kind, secret in (("pin", pin), ("qr", qr), ("link", link)):
         session.add(
             Credential(
-                id=new_id("crd"), parcel_id=parcel_id, site_id=site.id, kind=kind,
-                digest=_digest(ctx, kind, site.id, secret), active=True,
-                expires_at=expires_at, created_at=now,
+                id=new_id("crd"),
+                parcel_id=parcel_id,
+                site_id=site.id,
+                kind=kind,
+                digest=_digest(ctx, kind, site.id, secret),
+                active=True,
+                expires_at=expires_at,
+                created_at=now,
             )
         )
     return IssuedCredentials(pin, qr, link, expires_at)
 
 
-def do_void_credentials(session: Session, parcel_id: str, now: datetime, *, used_kind: str | None = None) -> None:
+def do_void_credentials(
+    session: Session, parcel_id: str, now: datetime, *, used_kind: str | None = None
+) -> None:
     """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
     values: dict[str, Any] = {"active": False}
     if used_kind is not None:
@@ -86,7 +96,9 @@ def do_void_credentials(session: Session, parcel_id: str, now: datetime, *, used
     )
 
 
-def check_credential(session: Session, ctx: Context, site: Site, kind: str, secret: str) -> Credential:
+def check_credential(
+    session: Session, ctx: Context, site: Site, kind: str, secret: str
+) -> Credential:
     """The active credential matching ``secret`` at ``site``.
 
     Raises ``invalid_code`` (unknown or voided), ``code_used``, ``code_expired`` or ``wrong_site``.
@@ -96,11 +108,13 @@ def check_credential(session: Session, ctx: Context, site: Site, kind: str, secr
         # The same check a locker makes offline with only the site's public key.
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
     rows = session.scalars(
-        select(Credential).where(
+        select(Credential)
+        .where(
             Credential.site_id == site.id if kind != "link" else Credential.kind == "link",
             Credential.kind == kind,
             Credential.digest == _digest(ctx, kind, site.id, secret),
-        ).order_by(Credential.active.desc())
+        )
+        .order_by(Credential.active.desc())
     ).all()
     if not rows:
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
@@ -145,9 +159,10 @@ def do_count_pin_failure(session: Session, site_id: str, now: datetime) -> int:
     attacker would get fresh guesses after every pickup at a busy locker (docs/security.md).
     """
     row = _attempts_row(session, site_id)
-    row.consecutive_failures = attempts.recent_failures(row.consecutive_failures, row.last_failure_at, now) + 1
+    row.consecutive_failures = (
+        attempts.recent_failures(row.consecutive_failures, row.last_failure_at, now) + 1
+    )
     row.last_failure_at = now
     lockout = attempts.lockout_seconds(row.consecutive_failures)
     row.locked_until = now + timedelta(seconds=lockout) if lockout else None
     return lockout
-

@@ -47,10 +47,26 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
-        tasks = [
-            asyncio.create_task(_every(settings.expiry_interval_seconds, lambda: parcels.expire_due(context), "expiry")),
-            asyncio.create_task(_every(settings.audit_seal_interval_seconds, lambda: seal_pending(context), "audit seal")),
-        ] if run_jobs else []
+        tasks = (
+            [
+                asyncio.create_task(
+                    _every(
+                        settings.expiry_interval_seconds,
+                        lambda: parcels.expire_due(context),
+                        "expiry",
+                    )
+                ),
+                asyncio.create_task(
+                    _every(
+                        settings.audit_seal_interval_seconds,
+                        lambda: seal_pending(context),
+                        "audit seal",
+                    )
+                ),
+            ]
+            if run_jobs
+            else []
+        )
         try:
             yield
         finally:

@@ -20,8 +20,12 @@ _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized
 
 
 def problem(
-    status: int, code: str, title: str, detail: str,
-    extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     body = {
         "type": f"https://openlocker.dev/problems/{code}",
@@ -42,16 +46,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON.")
+            return problem(
+                400, "malformed_json", "Malformed JSON", "The request body is not valid JSON."
+            )
         unknown = [".".join(e["loc"][1:]) for e in errors if e["type"] == "extra_forbidden"]
         if unknown:
             return problem(
-                422, "unknown_field", "Unknown field",
-                f"Unknown field(s): {', '.join(unknown)}.", {"errors": errors},
+                422,
+                "unknown_field",
+                "Unknown field",
+                f"Unknown field(s): {', '.join(unknown)}.",
+                {"errors": errors},
             )
         detail = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
         return problem(422, "invalid_input", "Invalid input", detail, {"errors": errors})
@@ -65,14 +78,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityError) -> Response:
         # A race another request won (same tracking number, same Idempotency-Key …): retryable.
         log.info("integrity conflict", extra={"error": type(exc.orig).__name__})
-        return problem(409, "concurrent_conflict", "Conflict",
-                       "Another request changed the same data at the same time; retry.")
+        return problem(
+            409,
+            "concurrent_conflict",
+            "Conflict",
+            "Another request changed the same data at the same time; retry.",
+        )
 
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> Response:
         log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
-        return problem(503, "database_unavailable", "Service unavailable",
-                       "The database is busy or unreachable; retry.", headers={"Retry-After": "1"})
+        return problem(
+            503,
+            "database_unavailable",
+            "Service unavailable",
+            "The database is busy or unreachable; retry.",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

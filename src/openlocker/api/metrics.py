@@ -26,7 +26,9 @@ from openlocker.parcels.models import Parcel
 
 REQUESTS = Counter("openlocker_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "openlocker_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "openlocker_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 log = logging.getLogger("openlocker.http")
@@ -44,7 +46,9 @@ class NetworkCollector(Collector):
             "openlocker_compartments_free", "Free compartments", labels=["site_id", "size"]
         )
         with self.ctx.db.read() as session:
-            for status, count in session.execute(select(Parcel.status, func.count()).group_by(Parcel.status)):
+            for status, count in session.execute(
+                select(Parcel.status, func.count()).group_by(Parcel.status)
+            ):
                 parcels.add_metric([status], count)
             for site_id, size, count in session.execute(
                 select(Compartment.site_id, Compartment.size_code, func.count())
@@ -60,7 +64,7 @@ def render(ctx: Context) -> bytes:
     """The text exposition of every metric."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         process_registry = CollectorRegistry()
-        MultiProcessCollector(process_registry)
+        MultiProcessCollector(process_registry)  # type: ignore[no-untyped-call]
     else:
         process_registry = REGISTRY
     network = CollectorRegistry()
@@ -99,6 +103,10 @@ class RequestMetrics:
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
-                    extra={"method": method, "route": template, "status": status,
-                           "duration_ms": round(elapsed * 1000, 2)},
+                    extra={
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
                 )

@@ -25,4 +25,6 @@ def events(
 ) -> EventList:
     """Audit events in chain order, oldest first; pass ``next_cursor`` on."""
     principal.check_scope("admin")
-    return list_events(ctx, parcel_id=parcel_id, site_id=site_id, name=name, cursor=cursor, limit=limit)
+    return list_events(
+        ctx, parcel_id=parcel_id, site_id=site_id, name=name, cursor=cursor, limit=limit
+    )

@@ -25,8 +25,10 @@ class AuditEvent(Base):
         Index("ix_audit_events_parcel", "parcel_id"),
         Index("ix_audit_events_site", "site_id"),
         Index(
-            "ix_audit_events_unsealed", "seq",
-            sqlite_where=text("chain_index IS NULL"), postgresql_where=text("chain_index IS NULL"),
+            "ix_audit_events_unsealed",
+            "seq",
+            sqlite_where=text("chain_index IS NULL"),
+            postgresql_where=text("chain_index IS NULL"),
         ),
     )
 

@@ -105,9 +105,14 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
     sealed = 0
     while True:
         with ctx.db.transaction() as session:
-            head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+            head = session.execute(
+                select(AuditHead).where(AuditHead.id == 1).with_for_update()
+            ).scalar_one()
             pending = session.scalars(
-                select(AuditEvent).where(AuditEvent.chain_index.is_(None)).order_by(AuditEvent.seq).limit(batch)
+                select(AuditEvent)
+                .where(AuditEvent.chain_index.is_(None))
+                .order_by(AuditEvent.seq)
+                .limit(batch)
             ).all()
             if not pending:
                 return sealed
@@ -116,11 +121,15 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
             for event in pending:
                 index += 1
                 digest = event_hash(prev, event)
-                changes.append({"seq": event.seq, "chain_index": index, "prev_hash": prev, "hash": digest})
+                changes.append(
+                    {"seq": event.seq, "chain_index": index, "prev_hash": prev, "hash": digest}
+                )
                 prev = digest
             session.expunge_all()
             session.execute(update(AuditEvent), changes)
-            session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev, count=index))
+            session.execute(
+                update(AuditHead).where(AuditHead.id == 1).values(hash=prev, count=index)
+            )
             sealed += len(pending)
 
 
@@ -143,7 +152,9 @@ def check_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     checked = 0
     for event in _events_in_order(session, batch):
         if event.chain_index != checked + 1 or event.prev_hash != prev:
-            return ChainReport(False, checked, event.seq, event.id, "link to the previous event broken")
+            return ChainReport(
+                False, checked, event.seq, event.id, "link to the previous event broken"
+            )
         if event_hash(prev, event) != event.hash:
             return ChainReport(False, checked, event.seq, event.id, "event content altered")
         prev = event.hash
@@ -201,4 +212,6 @@ def list_events(
     with ctx.db.read() as session:
         rows = session.scalars(query).all()
         items = [EventOut.model_validate(r, from_attributes=True) for r in rows[:limit]]
-    return EventList(items=items, next_cursor=str(rows[limit - 1].seq) if len(rows) > limit else None)
+    return EventList(
+        items=items, next_cursor=str(rows[limit - 1].seq) if len(rows) > limit else None
+    )

@@ -21,7 +21,9 @@ class Context:
     cache: TtlCache = field(default_factory=lambda: TtlCache(ttl=10.0))
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, *, clock: Clock = system_clock) -> Context:
+    def from_settings(
+        cls, settings: Settings | None = None, *, clock: Clock = system_clock
+    ) -> Context:
         settings = settings or get_settings()
         return cls(Database(settings.database_url), Keyring(settings.secret_key), settings, clock)
 

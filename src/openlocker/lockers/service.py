@@ -17,12 +17,15 @@ from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, KioskAttempts, Site, SizeClass
 from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
 
+
 def load_sizes(ctx: Context, session: Session) -> dict[str, allocation.SizeClass]:
     """The network's size classes (cached for ``ctx.cache.ttl``: they change rarely)."""
 
     def load() -> dict[str, allocation.SizeClass]:
         rows = session.scalars(select(SizeClass)).all()
-        return {r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows}
+        return {
+            r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows
+        }
 
     sizes: dict[str, allocation.SizeClass] = ctx.cache.get_or_load("size-classes", load)
     return sizes
@@ -33,7 +36,9 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
     sizes = load_sizes(ctx, session)
     labels = [c.label for c in spec.compartments]
     if len(set(labels)) != len(labels):
-        raise InvalidInput("Compartment labels must be unique within a site.", code="duplicate_label")
+        raise InvalidInput(
+            "Compartment labels must be unique within a site.", code="duplicate_label"
+        )
     for c in spec.compartments:
         if c.size not in sizes:
             raise InvalidInput(f"Unknown size class {c.size!r}.", code="unknown_size")
@@ -69,7 +74,11 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         for c in spec.compartments
     )
     record(
-        session, "site.created", actor, now, site_id=site_id,
+        session,
+        "site.created",
+        actor,
+        now,
+        site_id=site_id,
         data={"name": spec.name, "compartments": len(spec.compartments)},
     )
     return site
@@ -82,7 +91,9 @@ def access_site(session: Session, site_id: str) -> Site:
     return site
 
 
-def free_counts(session: Session, site_ids: Iterable[str] | None = None) -> dict[str, list[FreeCount]]:
+def free_counts(
+    session: Session, site_ids: Iterable[str] | None = None
+) -> dict[str, list[FreeCount]]:
     """Free compartments by site, size and temperature."""
     query = (
         select(Compartment.site_id, Compartment.size_code, Compartment.temperature, func.count())
@@ -102,12 +113,19 @@ def free_counts(session: Session, site_ids: Iterable[str] | None = None) -> dict
 def site_view(
     session: Session, site: Site, free: list[FreeCount], *, with_compartments: bool = False
 ) -> SiteOut:
-    compartments = session.scalars(
-        select(Compartment).where(Compartment.site_id == site.id).order_by(Compartment.label)
-    ).all() if with_compartments else None
-    total = session.scalar(
-        select(func.count()).select_from(Compartment).where(Compartment.site_id == site.id)
-    ) or 0
+    compartments = (
+        session.scalars(
+            select(Compartment).where(Compartment.site_id == site.id).order_by(Compartment.label)
+        ).all()
+        if with_compartments
+        else None
+    )
+    total = (
+        session.scalar(
+            select(func.count()).select_from(Compartment).where(Compartment.site_id == site.id)
+        )
+        or 0
+    )
     return SiteOut(
         id=site.id,
         name=site.name,
@@ -120,10 +138,17 @@ def site_view(
         key_version=site.key_version,
         compartments_total=total,
         free=free,
-        compartments=None if compartments is None else [
+        compartments=None
+        if compartments is None
+        else [
             CompartmentOut(
-                id=c.id, label=c.label, size=c.size_code, temperature=c.temperature,
-                floor_height_mm=c.floor_height_mm, state=c.state, door=c.door,
+                id=c.id,
+                label=c.label,
+                size=c.size_code,
+                temperature=c.temperature,
+                floor_height_mm=c.floor_height_mm,
+                state=c.state,
+                door=c.door,
             )
             for c in compartments
         ],
@@ -139,13 +164,20 @@ def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.
 
 
 def rank_free_compartments(
-    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+    session: Session,
+    sizes: dict[str, allocation.SizeClass],
+    site: Site,
+    need: allocation.ParcelNeed,
 ) -> list[allocation.Candidate]:
     """The site's free compartments that can take ``need``, best first (no lock taken)."""
     rows = session.execute(
         select(
-            Compartment.id, Compartment.label, Compartment.size_code, Compartment.temperature,
-            Compartment.floor_height_mm, Compartment.use_count,
+            Compartment.id,
+            Compartment.label,
+            Compartment.size_code,
+            Compartment.temperature,
+            Compartment.floor_height_mm,
+            Compartment.use_count,
         ).where(
             Compartment.site_id == site.id,
             Compartment.state == "free",
@@ -165,7 +197,10 @@ def rank_free_compartments(
 
 
 def check_room(
-    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+    session: Session,
+    sizes: dict[str, allocation.SizeClass],
+    site: Site,
+    need: allocation.ParcelNeed,
 ) -> None:
     """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
     if not rank_free_compartments(session, sizes, site, need):
@@ -173,7 +208,10 @@ def check_room(
 
 
 def do_claim_compartment(
-    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+    session: Session,
+    sizes: dict[str, allocation.SizeClass],
+    site: Site,
+    need: allocation.ParcelNeed,
 ) -> Compartment:
     """Lock the best free compartment of ``site`` for ``need``, or raise ``site_full``.
 
@@ -183,7 +221,9 @@ def do_claim_compartment(
     """
     postgres = is_postgres(session)
     for candidate in rank_free_compartments(session, sizes, site, need):
-        query = select(Compartment).where(Compartment.id == candidate.id, Compartment.state == "free")
+        query = select(Compartment).where(
+            Compartment.id == candidate.id, Compartment.state == "free"
+        )
         if postgres:
             query = query.with_for_update(skip_locked=True)
         compartment = session.scalars(query).first()
@@ -193,12 +233,17 @@ def do_claim_compartment(
 
 
 def site_full(
-    session: Session, sizes: dict[str, allocation.SizeClass], site: Site, need: allocation.ParcelNeed
+    session: Session,
+    sizes: dict[str, allocation.SizeClass],
+    site: Site,
+    need: allocation.ParcelNeed,
 ) -> Conflict:
     """The ``site_full`` error, naming the nearest sites that have room for this parcel."""
     groups = session.execute(
         select(
-            Compartment.site_id, Compartment.size_code, Compartment.temperature,
+            Compartment.site_id,
+            Compartment.size_code,
+            Compartment.temperature,
             func.min(Compartment.floor_height_mm),
         )
         .where(Compartment.state == "free", Compartment.site_id != site.id)
@@ -209,9 +254,12 @@ def site_full(
         probe = allocation.Candidate("", "", sizes[size_code], temperature, lowest_floor, 0)
         if allocation.rank_candidates(need, [probe], sizes=sizes):
             with_room.add(site_id)
-    others = session.execute(select(Site.id, Site.name, Site.lat, Site.lon).where(Site.id != site.id)).all()
+    others = session.execute(
+        select(Site.id, Site.name, Site.lat, Site.lon).where(Site.id != site.id)
+    ).all()
     nearest = allocation.nearest_with_room(
-        site.lat, site.lon,
+        site.lat,
+        site.lon,
         [allocation.SiteRoom(o.id, o.name, o.lat, o.lon, o.id in with_room) for o in others],
     )
     return Conflict(

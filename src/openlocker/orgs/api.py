@@ -12,7 +12,9 @@ router = APIRouter(prefix="/v1", tags=["organizations"])
 
 
 @router.post("/organizations", status_code=201)
-def create_organization(body: OrganizationIn, ctx: CtxDep, principal: PrincipalDep) -> OrganizationOut:
+def create_organization(
+    body: OrganizationIn, ctx: CtxDep, principal: PrincipalDep
+) -> OrganizationOut:
     principal.check_scope("admin")
     return service.create_organization(ctx, principal.actor, body.name, body.kind)
 

@@ -54,7 +54,9 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-def do_create_organization(session: Session, ctx: Context, actor: Actor, name: str, kind: str) -> Organization:
+def do_create_organization(
+    session: Session, ctx: Context, actor: Actor, name: str, kind: str
+) -> Organization:
     """Create an organization of ``kind`` carrier, retailer or operator."""
     if kind not in ORG_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(ORG_KINDS)}.", code="unknown_org_kind")
@@ -85,7 +87,10 @@ def do_create_api_key(
     )
     session.add(key)
     record(
-        session, "api_key.created", actor, now,
+        session,
+        "api_key.created",
+        actor,
+        now,
         data={"key_id": key.id, "org_id": org_id, "prefix": prefix, "scopes": key.scopes},
     )
     return key, plain
@@ -97,9 +102,13 @@ def access_principal(ctx: Context, authorization: str | None) -> Principal:
     Answers are cached for ``ctx.cache.ttl`` seconds: a revoked key stops working within that.
     """
     if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized("Send an API key as 'Authorization: Bearer KEY'.", code="missing_api_key")
+        raise Unauthorized(
+            "Send an API key as 'Authorization: Bearer KEY'.", code="missing_api_key"
+        )
     digest = ctx.keyring.digest("api-key", authorization[7:].strip())
-    principal: Principal | None = ctx.cache.get_or_load(("api-key", digest), lambda: _load_principal(ctx, digest))
+    principal: Principal | None = ctx.cache.get_or_load(
+        ("api-key", digest), lambda: _load_principal(ctx, digest)
+    )
     if principal is None:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     return principal
@@ -123,7 +132,11 @@ def create_organization(ctx: Context, actor: Actor, name: str, kind: str) -> Org
         return OrganizationOut(id=org.id, name=org.name, kind=org.kind)
 
 
-def create_api_key(ctx: Context, actor: Actor, org_id: str, name: str, scopes: list[str]) -> ApiKeyOut:
+def create_api_key(
+    ctx: Context, actor: Actor, org_id: str, name: str, scopes: list[str]
+) -> ApiKeyOut:
     with ctx.db.transaction() as session:
         key, plain = do_create_api_key(session, ctx, actor, org_id, name, scopes)
-        return ApiKeyOut(id=key.id, org_id=org_id, name=name, prefix=key.prefix, scopes=key.scopes, key=plain)
+        return ApiKeyOut(
+            id=key.id, org_id=org_id, name=name, prefix=key.prefix, scopes=key.scopes, key=plain
+        )

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Query, Response
 
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.parcels import service
-from openlocker.parcels.schemas import AnnounceIn, ParcelList, ParcelOut, PickupIn, PickupOut, Status
+from openlocker.parcels.schemas import (
+    AnnounceIn,
+    ParcelList,
+    ParcelOut,
+    PickupIn,
+    PickupOut,
+    Status,
+)
 
 router = APIRouter(prefix="/v1", tags=["parcels"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -23,7 +30,10 @@ def _answer(response: Response, answer: service.Answer) -> ParcelOut:
 
 @router.post("/parcels", status_code=201)
 def announce_parcel(
-    body: AnnounceIn, ctx: CtxDep, principal: PrincipalDep, response: Response,
+    body: AnnounceIn,
+    ctx: CtxDep,
+    principal: PrincipalDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> ParcelOut:
     """Announce a parcel for a site (optionally reserving a compartment)."""
@@ -42,8 +52,13 @@ def list_parcels(
 ) -> ParcelList:
     """The caller's parcels, newest first, with cursor pagination."""
     return service.list_parcels(
-        ctx, principal, status=status, site_id=site_id, tracking_number=tracking_number,
-        cursor=cursor, limit=limit,
+        ctx,
+        principal,
+        status=status,
+        site_id=site_id,
+        tracking_number=tracking_number,
+        cursor=cursor,
+        limit=limit,
     )
 
 
@@ -54,7 +69,10 @@ def get_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOu
 
 @router.post("/parcels/{parcel_id}/deposit")
 def deposit_parcel(
-    parcel_id: str, ctx: CtxDep, principal: PrincipalDep, response: Response,
+    parcel_id: str,
+    ctx: CtxDep,
+    principal: PrincipalDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> ParcelOut:
     """Deposit the parcel; with ``notify: sender`` the answer carries the pickup credentials."""

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -24,7 +34,9 @@ class Parcel(Base):
             "uq_parcels_live_compartment",
             "compartment_id",
             unique=True,
-            sqlite_where=text("compartment_id IS NOT NULL AND status IN ('announced','deposited','expired')"),
+            sqlite_where=text(
+                "compartment_id IS NOT NULL AND status IN ('announced','deposited','expired')"
+            ),
             postgresql_where=text(
                 "compartment_id IS NOT NULL AND status IN ('announced','deposited','expired')"
             ),
@@ -47,9 +59,7 @@ class Parcel(Base):
     accessible: Mapped[bool] = mapped_column(Boolean, default=False)
     recipient: Mapped[dict[str, Any]] = mapped_column(JSON)
     notify: Mapped[str] = mapped_column(String(10))
-    compartment_id: Mapped[str | None] = mapped_column(
-        ForeignKey("compartments.id"), nullable=True
-    )
+    compartment_id: Mapped[str | None] = mapped_column(ForeignKey("compartments.id"), nullable=True)
     reserved_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     dwell_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     announced_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -37,6 +37,9 @@ class Recipient(Strict):
     email: EmailStr | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{6,20}$")
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    #: Where the recipient lives, for route planning (``openlocker plan routes --from-db``).
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
 
 
 class AnnounceIn(Strict):

@@ -59,7 +59,9 @@ class Answer:
 # --- views -------------------------------------------------------------------------------
 
 
-def parcel_view(session: Session, parcel: Parcel, pickup: PickupCredentials | None = None) -> ParcelOut:
+def parcel_view(
+    session: Session, parcel: Parcel, pickup: PickupCredentials | None = None
+) -> ParcelOut:
     compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
     dims = (
         Dimensions(length=parcel.length_mm, width=parcel.width_mm, height=parcel.height_mm)
@@ -70,10 +72,10 @@ def parcel_view(session: Session, parcel: Parcel, pickup: PickupCredentials | No
         id=parcel.id,
         tracking_number=parcel.tracking_number,
         site_id=parcel.site_id,
-        status=parcel.status,  # type: ignore[arg-type]
+        status=parcel.status,
         size=parcel.size_code,
         dimensions_mm=dims,
-        temperature=parcel.temperature,  # type: ignore[arg-type]
+        temperature=parcel.temperature,
         accessible=parcel.accessible,
         notify=parcel.notify,
         compartment=_compartment_ref(compartment) if compartment else None,
@@ -102,7 +104,9 @@ def _need(parcel: Parcel) -> allocation.ParcelNeed:
     return allocation.ParcelNeed(dims, parcel.size_code, parcel.temperature, parcel.accessible)
 
 
-def access_parcel(session: Session, principal: Principal, parcel_id: str, *, lock: bool = False) -> Parcel:
+def access_parcel(
+    session: Session, principal: Principal, parcel_id: str, *, lock: bool = False
+) -> Parcel:
     """The parcel if the principal may see it; another carrier's parcel is a 404."""
     query = select(Parcel).where(Parcel.id == parcel_id)
     if not principal.is_admin:
@@ -142,13 +146,24 @@ def _stored_answer(
 
 
 def _remember(
-    session: Session, ctx: Context, org_id: str, endpoint: str, key: str, digest: str, answer: Answer
+    session: Session,
+    ctx: Context,
+    org_id: str,
+    endpoint: str,
+    key: str,
+    digest: str,
+    answer: Answer,
 ) -> None:
     body = answer.parcel.model_copy(update={"pickup": None}).model_dump_json()
     session.add(
         IdempotencyRecord(
-            org_id=org_id, endpoint=endpoint, key=key, request_digest=digest,
-            status_code=answer.status_code, body=body, created_at=ctx.clock(),
+            org_id=org_id,
+            endpoint=endpoint,
+            key=key,
+            request_digest=digest,
+            status_code=answer.status_code,
+            body=body,
+            created_at=ctx.clock(),
         )
     )
 
@@ -169,7 +184,9 @@ def announce(
     dims = request.dimensions_mm
     need = allocation.ParcelNeed(
         (dims.length, dims.width, dims.height) if dims else None,
-        request.size, request.temperature, request.accessible,
+        request.size,
+        request.temperature,
+        request.accessible,
     )
     with ctx.db.transaction() as session:
         if idempotency_key is not None:
@@ -219,8 +236,12 @@ def announce(
             check_room(session, sizes, site, need)
         session.add(parcel)
         record(
-            session, "parcel.announced", principal.actor, now,
-            site_id=site.id, parcel_id=parcel.id,
+            session,
+            "parcel.announced",
+            principal.actor,
+            now,
+            site_id=site.id,
+            parcel_id=parcel.id,
             compartment_id=compartment.id if compartment else None,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
@@ -296,15 +317,23 @@ def deposit(
             stored = _stored_answer(session, principal.org_id, endpoint, idempotency_key, digest)
             if stored is not None:
                 first = ParcelOut.model_validate_json(stored.body)
-                pickup = _reissue(session, ctx, principal.actor, parcel) if parcel.status == "deposited" else None
+                pickup = (
+                    _reissue(session, ctx, principal.actor, parcel)
+                    if parcel.status == "deposited"
+                    else None
+                )
                 return Answer(stored.status_code, first.model_copy(update={"pickup": pickup}), True)
         if parcel.status != "announced":
             raise _transition_error(parcel, "deposited")
         site = access_site(session, parcel.site_id)
         now = ctx.clock()
-        compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
+        compartment = (
+            session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
+        )
         if compartment is None:
-            compartment = do_claim_compartment(session, load_sizes(ctx, session), site, _need(parcel))
+            compartment = do_claim_compartment(
+                session, load_sizes(ctx, session), site, _need(parcel)
+            )
         compartment.state = "occupied"
         compartment.use_count += 1
         parcel.compartment_id = compartment.id
@@ -313,11 +342,18 @@ def deposit(
         parcel.reserved_until = None
         parcel.dwell_deadline = now + timedelta(hours=site.dwell_hours)
         record(
-            session, "parcel.deposited", principal.actor, now,
-            site_id=site.id, parcel_id=parcel.id, compartment_id=compartment.id,
+            session,
+            "parcel.deposited",
+            principal.actor,
+            now,
+            site_id=site.id,
+            parcel_id=parcel.id,
+            compartment_id=compartment.id,
             data={"label": compartment.label},
         )
-        enqueue(session, "kiosk.open_compartment", {"site_id": site.id, "label": compartment.label}, now)
+        enqueue(
+            session, "kiosk.open_compartment", {"site_id": site.id, "label": compartment.label}, now
+        )
         _webhook(session, parcel, "parcel.deposited", now)
         pickup = _issue_and_send(session, ctx, parcel, site)
         answer = Answer(200, parcel_view(session, parcel))
@@ -326,7 +362,9 @@ def deposit(
     return Answer(200, answer.parcel.model_copy(update={"pickup": pickup}))
 
 
-def _issue_and_send(session: Session, ctx: Context, parcel: Parcel, site: Site) -> PickupCredentials | None:
+def _issue_and_send(
+    session: Session, ctx: Context, parcel: Parcel, site: Site
+) -> PickupCredentials | None:
     """Issue credentials; return them for ``notify: sender``, else seal them into the outbox."""
     assert parcel.dwell_deadline is not None
     issued = access.do_issue_credentials(
@@ -359,10 +397,19 @@ def _issue_and_send(session: Session, ctx: Context, parcel: Parcel, site: Site) 
     return None
 
 
-def _reissue(session: Session, ctx: Context, actor: Actor, parcel: Parcel) -> PickupCredentials | None:
+def _reissue(
+    session: Session, ctx: Context, actor: Actor, parcel: Parcel
+) -> PickupCredentials | None:
     now = ctx.clock()
     access.do_void_credentials(session, parcel.id, now)
-    record(session, "parcel.credentials_reissued", actor, now, site_id=parcel.site_id, parcel_id=parcel.id)
+    record(
+        session,
+        "parcel.credentials_reissued",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+    )
     return _issue_and_send(session, ctx, parcel, access_site(session, parcel.site_id))
 
 
@@ -379,8 +426,13 @@ def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         parcel.cancelled_at = now
         parcel.reserved_until = None
         record(
-            session, "parcel.cancelled", principal.actor, now,
-            site_id=parcel.site_id, parcel_id=parcel.id, compartment_id=released,
+            session,
+            "parcel.cancelled",
+            principal.actor,
+            now,
+            site_id=parcel.site_id,
+            parcel_id=parcel.id,
+            compartment_id=released,
         )
         _webhook(session, parcel, "parcel.cancelled", now)
         return parcel_view(session, parcel)
@@ -394,15 +446,27 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         if parcel.status != "expired":
             raise _transition_error(parcel, "returned")
         now = ctx.clock()
-        compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
+        compartment = (
+            session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
+        )
         if compartment is not None:
             compartment.state = "free"
-            enqueue(session, "kiosk.open_compartment", {"site_id": parcel.site_id, "label": compartment.label}, now)
+            enqueue(
+                session,
+                "kiosk.open_compartment",
+                {"site_id": parcel.site_id, "label": compartment.label},
+                now,
+            )
         parcel.status = "returned"
         parcel.returned_at = now
         record(
-            session, "parcel.returned", principal.actor, now,
-            site_id=parcel.site_id, parcel_id=parcel.id, compartment_id=parcel.compartment_id,
+            session,
+            "parcel.returned",
+            principal.actor,
+            now,
+            site_id=parcel.site_id,
+            parcel_id=parcel.id,
+            compartment_id=parcel.compartment_id,
         )
         _webhook(session, parcel, "parcel.returned", now)
         return parcel_view(session, parcel)
@@ -430,8 +494,11 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
             if kind == "pin" and error.code != "too_many_attempts":
                 lockout = access.do_count_pin_failure(session, site.id, now)
             record(
-                session, "pickup.refused" if error.code == "too_many_attempts" else "pickup.failed",
-                principal.actor, now, site_id=site.id,
+                session,
+                "pickup.refused" if error.code == "too_many_attempts" else "pickup.failed",
+                principal.actor,
+                now,
+                site_id=site.id,
                 data={"method": kind, "reason": error.code, "lockout_s": lockout},
             )
         else:
@@ -439,7 +506,9 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     raise failure
 
 
-def _do_pickup(session: Session, ctx: Context, actor: Actor, parcel_id: str, kind: str, now: datetime) -> PickupOut:
+def _do_pickup(
+    session: Session, ctx: Context, actor: Actor, parcel_id: str, kind: str, now: datetime
+) -> PickupOut:
     query = select(Parcel).where(Parcel.id == parcel_id)
     if is_postgres(session):
         query = query.with_for_update()
@@ -453,15 +522,27 @@ def _do_pickup(session: Session, ctx: Context, actor: Actor, parcel_id: str, kin
     parcel.status = "picked_up"
     parcel.picked_up_at = now
     record(
-        session, "parcel.picked_up", actor, now,
-        site_id=parcel.site_id, parcel_id=parcel.id, compartment_id=compartment.id,
+        session,
+        "parcel.picked_up",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=compartment.id,
         data={"method": kind},
     )
-    enqueue(session, "kiosk.open_compartment", {"site_id": parcel.site_id, "label": compartment.label}, now)
+    enqueue(
+        session,
+        "kiosk.open_compartment",
+        {"site_id": parcel.site_id, "label": compartment.label},
+        now,
+    )
     _webhook(session, parcel, "parcel.picked_up", now)
     return PickupOut(
-        parcel_id=parcel.id, tracking_number=parcel.tracking_number,
-        status="picked_up", compartment=_compartment_ref(compartment),
+        parcel_id=parcel.id,
+        tracking_number=parcel.tracking_number,
+        status="picked_up",
+        compartment=_compartment_ref(compartment),
     )
 
 
@@ -501,7 +582,11 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
     now = ctx.clock()
     with ctx.db.transaction() as session:
         postgres = is_postgres(session)
-        due = select(Parcel).where(Parcel.status == "deposited", Parcel.dwell_deadline <= now).limit(batch)
+        due = (
+            select(Parcel)
+            .where(Parcel.status == "deposited", Parcel.dwell_deadline <= now)
+            .limit(batch)
+        )
         lapsed = (
             select(Parcel)
             .where(Parcel.status == "announced", Parcel.reserved_until <= now)
@@ -516,8 +601,13 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
             parcel.expired_at = now
             access.do_void_credentials(session, parcel.id, now)
             record(
-                session, "parcel.expired", SYSTEM_EXPIRY, now,
-                site_id=parcel.site_id, parcel_id=parcel.id, compartment_id=parcel.compartment_id,
+                session,
+                "parcel.expired",
+                SYSTEM_EXPIRY,
+                now,
+                site_id=parcel.site_id,
+                parcel_id=parcel.id,
+                compartment_id=parcel.compartment_id,
             )
             _webhook(session, parcel, "parcel.expired", now)
         released = session.scalars(lapsed).all()
@@ -525,7 +615,12 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
             compartment_id = _release_compartment(session, parcel)
             parcel.reserved_until = None
             record(
-                session, "parcel.reservation_lapsed", SYSTEM_EXPIRY, now,
-                site_id=parcel.site_id, parcel_id=parcel.id, compartment_id=compartment_id,
+                session,
+                "parcel.reservation_lapsed",
+                SYSTEM_EXPIRY,
+                now,
+                site_id=parcel.site_id,
+                parcel_id=parcel.id,
+                compartment_id=compartment_id,
             )
     return len(expired), len(released)
