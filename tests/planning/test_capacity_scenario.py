@@ -73,6 +73,7 @@ def test_minimal_scenario_gets_the_published_dwell_default_and_72_hour_expiry() 
         ({"dwell": {"kind": "histogram", "edges_hours": [0, 1], "counts": [1, 2]}}, "edges_hours"),
         ({"dwell": {"kind": "gamma"}}, "dwell"),
         ({"surprise": 1}, "surprise"),
+        ({"expiry": {"deadline_hours": 168}}, "warmup_days must cover the longest holding time"),
         (
             {"size_classes": [{"code": "S", "inner_mm": [1, 1, 1], "front_area_m2": 1}]},
             "size_mix is required",

@@ -14,9 +14,10 @@ from openlocker.planning.capacity.simulation import simulate
 
 def _scenario(**changes: Any) -> Scenario:
     document: dict[str, Any] = {
-        "start_date": "2026-06-01",
-        "days": 28,
-        "warmup_days": 0,
+        # Simulated days start on Monday 2026-06-01: 4 warm-up days, then 24 counted.
+        "start_date": "2026-06-05",
+        "days": 24,
+        "warmup_days": 4,
         "compartments": {"S": 10},
         "demand": {"parcels_per_day": 8},
     }
@@ -122,7 +123,7 @@ def test_fixed_clearance_delay_and_no_expiry() -> None:
 
 def test_weekly_profile_and_peaks_shape_the_daily_volume() -> None:
     scenario = _scenario(
-        days=14,
+        days=10,
         demand={
             "parcels_per_day": 10,
             "weekly_profile": [2, 1, 1, 1, 1, 1, 0],

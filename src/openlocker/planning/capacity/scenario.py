@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -183,6 +184,15 @@ class Scenario(_Strict):
                 raise ValueError(f"{field} names unknown size classes {unknown}; known: {codes}")
         if any(count < 0 for count in self.compartments.values()):
             raise ValueError("compartments counts must be non-negative")
+        deadline = self.expiry.deadline_hours
+        if deadline is not None:
+            # An expired parcel is cleared within a day unless a longer delay is given.
+            longest = deadline + max(self.expiry.clearance_delay_hours or 0.0, 24.0)
+            if self.warmup_days * 24 < longest:
+                raise ValueError(
+                    f"warmup_days must cover the longest holding time ({longest:.0f} h): "
+                    f"at least {math.ceil(longest / 24)}"
+                )
         if self.objective == "cost" and any(size.cost is None for size in self.size_classes):
             raise ValueError('objective "cost" needs a cost on every size class')
         return self
