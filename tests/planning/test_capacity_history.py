@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from openlocker.cli import app
+from openlocker.core.config import get_settings
 from openlocker.core.context import Context
 from openlocker.parcels.models import Parcel
 from openlocker.planning.capacity.history import (
@@ -83,7 +89,7 @@ def test_nothing_deposited_is_refused() -> None:
         )
 
 
-def test_reads_a_site_history_from_the_database(ctx: Context, factory: Factory) -> None:
+def _site_with_history(ctx: Context, factory: Factory) -> str:
     site_id = factory.site("SSSMML", dwell_hours=48, name="Harbour")
     carrier = factory.org()
     with ctx.db.transaction() as session:
@@ -104,6 +110,11 @@ def test_reads_a_site_history_from_the_database(ctx: Context, factory: Factory) 
                     expired_at=record.expired_at,
                 )
             )
+    return site_id
+
+
+def test_reads_a_site_history_from_the_database(ctx: Context, factory: Factory) -> None:
+    site_id = _site_with_history(ctx, factory)
 
     scenario = scenario_from_db(ctx.settings.database_url, site_id)
 
@@ -117,3 +128,42 @@ def test_reads_a_site_history_from_the_database(ctx: Context, factory: Factory) 
 def test_unknown_site_is_refused(ctx: Context) -> None:
     with pytest.raises(ScenarioError, match="no site 'nowhere'"):
         scenario_from_db(ctx.settings.database_url, "nowhere")
+
+
+@pytest.fixture
+def server_database(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the command's settings at the test database."""
+    monkeypatch.setenv("OPENLOCKER_DATABASE_URL", ctx.db.url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("server_database")
+def test_command_plans_from_the_database_with_the_file_settings(
+    ctx: Context, factory: Factory, tmp_path: Path
+) -> None:
+    site_id = _site_with_history(ctx, factory)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"start_date": "2026-06-01", "days": 21, "replications": 5}))
+
+    result = CliRunner().invoke(
+        app,
+        ["plan", "capacity", str(settings), "--from-db", site_id, "--json", "--out", str(tmp_path)],
+    )
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["scenario"] == "Harbour"
+    assert plan["days"] == 21
+    assert plan["compartments"] == {"S": 3, "M": 2, "L": 1}
+    assert set(plan["recommended_mix"]["compartments"]) == {"S", "M", "L"}
+
+
+@pytest.mark.usefixtures("server_database")
+def test_command_refuses_an_unknown_site_with_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["plan", "capacity", "--from-db", "nowhere", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "no site 'nowhere'" in result.stderr
