@@ -17,12 +17,14 @@ from openlocker.planning.capacity.evaluation import (
     evaluate_mix,
     full_horizon,
 )
-from openlocker.planning.capacity.scenario import Scenario
+from openlocker.planning.capacity.scenario import MAX_REPLICATIONS, Scenario
 from openlocker.planning.capacity.search import Recommendation, recommend_mix
 
 
 @dataclass(frozen=True)
 class CapacityPlan:
+    """The simulated site and the recommendation; ``scenario`` holds the replications run."""
+
     scenario: Scenario
     mean_dwell_hours: float  # compartment holding time: collection, or expiry plus clearance
     current: MixEvaluation
@@ -40,11 +42,11 @@ PEAK_EVENTS = 100
 
 
 def replications_needed(scenario: Scenario, horizon: Horizon) -> int:
-    """``scenario.replications``, raised (up to 1000) until the peak days see ``PEAK_EVENTS``."""
+    """``scenario.replications``, raised (to at most 1000) so the peak days see ``PEAK_EVENTS``."""
     factors = horizon.model.daily_factor[horizon.warmup_days + horizon.peak_days]
     peak_parcels = scenario.demand.parcels_per_day * float(factors.sum())
     needed = math.ceil(PEAK_EVENTS / (scenario.target_overflow * peak_parcels))
-    return min(max(scenario.replications, needed), 1000)
+    return min(max(scenario.replications, needed), MAX_REPLICATIONS)
 
 
 def plan_capacity(scenario: Scenario) -> CapacityPlan:

@@ -150,6 +150,10 @@ class Expiry(_Strict):
     clearance_delay_hours: float | None = Field(default=None, ge=0)
 
 
+#: More replications than this are refused, and never added by the planner.
+MAX_REPLICATIONS = 1000
+
+
 class Scenario(_Strict):
     """Everything one capacity plan needs; see ``docs/planning.md`` for the JSON format."""
 
@@ -157,7 +161,7 @@ class Scenario(_Strict):
     start_date: date = Field(default_factory=lambda: date(datetime.now(UTC).year, 1, 1))
     days: int = Field(default=365, ge=1, le=3660)
     warmup_days: int = Field(default=7, ge=0, le=365)
-    replications: int = Field(default=20, ge=2, le=1000)
+    replications: int = Field(default=20, ge=2, le=MAX_REPLICATIONS)
     seed: int = Field(default=0, ge=0)
     target_overflow: float = Field(default=0.01, gt=0, lt=1)
     objective: Literal["area", "cost"] = "area"

@@ -97,7 +97,8 @@ def simulate(
             column[k] = taken
 
         step, site = np.nonzero(time > -np.inf)
-        day = time[step, site].astype(np.int64) - first
+        # A parcel at the very end of a day can round up to the next midnight: keep its day.
+        day = np.minimum(time[step, site].astype(np.int64) - first, n_days - 1)
         wanted = size[step, site]
         cell = (site * n_days + day) * sizes + wanted
         cells = sites * n_days * sizes
