@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from openlocker.planning.capacity.dwell import lognormal_parameters, sample_collection_hours
+from openlocker.planning.capacity.dwell import sample_collection_hours
 from openlocker.planning.capacity.scenario import (
     HistogramDwell,
     LognormalDwell,
@@ -96,7 +96,7 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_lognormal_fit_reproduces_both_published_figures() -> None:
-    mu, sigma = lognormal_parameters(0.63, 35.0)
+    mu, sigma = LognormalDwell(within_24h=0.63, mean_hours=35.0).parameters()
     assert NormalDist(mu, sigma).cdf(math.log(24.0)) == pytest.approx(0.63, abs=1e-9)
     assert math.exp(mu + sigma**2 / 2) == pytest.approx(35.0, rel=1e-9)
 
@@ -105,8 +105,8 @@ def test_lognormal_fit_reproduces_both_published_figures() -> None:
 
 
 def test_lognormal_fit_refuses_impossible_figures() -> None:
-    with pytest.raises(ValueError, match="no lognormal"):
-        lognormal_parameters(0.9, 5.0)
+    with pytest.raises(ScenarioError, match="dwell.lognormal: no lognormal has 90% within 24 h"):
+        parse_scenario(_document(dwell={"kind": "lognormal", "within_24h": 0.9, "mean_hours": 5}))
 
 
 def test_histogram_dwell_samples_inside_the_bins_in_proportion() -> None:

@@ -53,7 +53,7 @@ def capacity_command(
     try:
         scenario = _scenario(scenario_path, from_db)
         plan = plan_capacity(scenario)
-    except (ScenarioError, ValueError) as error:
+    except ScenarioError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     plots = write_plots(plan, out)

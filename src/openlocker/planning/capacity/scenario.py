@@ -12,6 +12,7 @@ import json
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -111,6 +112,28 @@ class LognormalDwell(_Strict):
     kind: Literal["lognormal"] = "lognormal"
     within_24h: float = Field(default=0.63, gt=0, lt=1)
     mean_hours: float = Field(default=35.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> LognormalDwell:
+        self.parameters()
+        return self
+
+    def parameters(self) -> tuple[float, float]:
+        """(mu, sigma) of log-hours with P(T <= 24 h) = ``within_24h`` and E[T] = ``mean_hours``.
+
+        From ln 24 = mu + z sigma (z the normal quantile of ``within_24h``) and
+        ln mean = mu + sigma²/2: sigma = z + sqrt(z² + 2 ln(mean / 24)). Raises
+        ``ValueError`` when no lognormal has both figures.
+        """
+        z = NormalDist().inv_cdf(self.within_24h)
+        discriminant = z * z + 2.0 * math.log(self.mean_hours / 24.0)
+        if discriminant < 0 or z + math.sqrt(discriminant) <= 0:
+            raise ValueError(
+                f"no lognormal has {self.within_24h:.0%} within 24 h "
+                f"and a mean of {self.mean_hours} h"
+            )
+        sigma = z + math.sqrt(discriminant)
+        return math.log(self.mean_hours) - sigma * sigma / 2.0, sigma
 
 
 class ExponentialDwell(_Strict):

@@ -25,7 +25,7 @@ from openlocker.planning.capacity.evaluation import (
     evaluate_mixes,
     peak_window,
 )
-from openlocker.planning.capacity.scenario import Scenario
+from openlocker.planning.capacity.scenario import Scenario, ScenarioError
 
 #: Verification rounds before giving up and reporting the mix as not meeting the target.
 VERIFICATION_ROUNDS = 3
@@ -102,7 +102,9 @@ class _Search:
         start = sum(current.counts)
         while not self.surely_meets(current):
             if sum(current.counts) - start >= MAX_ADDED:
-                raise ValueError(f"no mix within {MAX_ADDED} extra compartments meets the target")
+                raise ScenarioError(
+                    f"target out of reach: {MAX_ADDED} more compartments do not meet it"
+                )
             candidates = [
                 _changed(current.counts, {size: 1}) for size in range(len(current.counts))
             ]
