@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,19 @@ def test_search_starts_from_erlang_b_sizing_of_each_size_at_peak_load() -> None:
     # Busiest day: 12 parcels x 1.3 / mean(profile) x 1.5; S gets 45% of them.
     assert len(start) == 4
     assert start[0] > start[3] > 0
+
+
+def test_peak_window_sees_the_same_peak_day_overflow_as_the_whole_horizon() -> None:
+    scenario = load_scenario(DATA / "capacity_small.json").model_copy(update={"replications": 200})
+    horizon = full_horizon(scenario)
+    window = peak_window(horizon)
+    assert window.model.days == 5 + 8  # warm-up, then Friday 4 to Friday 11 December
+    mix = (9, 7, 4, 2)
+
+    whole = evaluate_mixes(scenario, horizon, [mix], seed=1)[0].peak_day_overflow_rate
+    short = evaluate_mixes(scenario, window, [mix], seed=2)[0].peak_day_overflow_rate
+
+    assert 0.02 < whole.value < 0.5
+    # Independent estimates of one rate: their difference is within the combined interval.
+    combined = math.hypot(whole.high - whole.value, short.high - short.value)
+    assert abs(whole.value - short.value) < combined
