@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import random
 
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from openlocker.core.context import Context
+from openlocker.lockers import allocation
+from openlocker.lockers.models import Compartment
+from openlocker.lockers.service import load_sizes
 from tests.factories import Factory
 
 
@@ -69,3 +76,48 @@ def test_operator_creates_a_site(factory: Factory, client: TestClient) -> None:
     )
     detail = client.get(f"/v1/sites/{created.json()['id']}", headers=operator.headers).json()
     assert [c["label"] for c in detail["compartments"]] == ["A1"]
+
+
+def test_claims_follow_the_pure_ranking(factory: Factory, ctx: Context) -> None:
+    """The database claim picks what ``allocation.rank_candidates`` ranks first."""
+    rng = random.Random(7)
+    carrier = factory.org()
+    site_id = factory.site("SSMMLLXX")
+    with ctx.db.transaction() as session:
+        for compartment in session.scalars(
+            select(Compartment).where(Compartment.site_id == site_id)
+        ):
+            compartment.use_count = rng.randrange(5)
+            compartment.floor_height_mm = rng.choice([200, 900, 1500])
+    for _ in range(6):
+        size, accessible = rng.choice("SML"), rng.random() < 0.5
+        with ctx.db.read() as session:
+            sizes = load_sizes(ctx, session)
+            free = session.scalars(
+                select(Compartment).where(
+                    Compartment.site_id == site_id, Compartment.state == "free"
+                )
+            ).all()
+            need = allocation.ParcelNeed(None, size, "ambient", accessible)
+            ranked = allocation.rank_candidates(
+                need,
+                [
+                    allocation.Candidate(
+                        c.id,
+                        c.label,
+                        sizes[c.size_code],
+                        c.temperature,
+                        c.floor_height_mm,
+                        c.use_count,
+                    )
+                    for c in free
+                ],
+                sizes=sizes,
+            )
+        response = factory.announce(
+            carrier, site_id, size=size, accessible=accessible, reserve=True
+        )
+        if not ranked:
+            assert response.json()["code"] == "site_full"
+            continue
+        assert response.json()["compartment"]["id"] == ranked[0].id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from openlocker.audit.service import record
@@ -163,37 +163,19 @@ def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.
         )
 
 
-def rank_free_compartments(
-    session: Session,
-    sizes: dict[str, allocation.SizeClass],
-    site: Site,
-    need: allocation.ParcelNeed,
-) -> list[allocation.Candidate]:
-    """The site's free compartments that can take ``need``, best first (no lock taken)."""
-    rows = session.execute(
-        select(
-            Compartment.id,
-            Compartment.label,
-            Compartment.size_code,
-            Compartment.temperature,
-            Compartment.floor_height_mm,
-            Compartment.use_count,
-        ).where(
-            Compartment.site_id == site.id,
-            Compartment.state == "free",
-            Compartment.temperature == need.temperature,
-        )
-    ).all()
-    return allocation.rank_candidates(
-        need,
-        sizes=sizes,
-        candidates=(
-            allocation.Candidate(
-                r.id, r.label, sizes[r.size_code], r.temperature, r.floor_height_mm, r.use_count
-            )
-            for r in rows
-        ),
+def _free_of_size(
+    site: Site, need: allocation.ParcelNeed, size_code: str
+) -> Select[tuple[Compartment]]:
+    """Free compartments of one size that suit ``need``, in ``allocation.rank_candidates`` order."""
+    query = select(Compartment).where(
+        Compartment.site_id == site.id,
+        Compartment.state == "free",
+        Compartment.size_code == size_code,
+        Compartment.temperature == need.temperature,
     )
+    if need.accessible:
+        query = query.where(Compartment.floor_height_mm <= allocation.ACCESSIBLE_MAX_FLOOR_MM)
+    return query.order_by(Compartment.use_count, Compartment.label).limit(1)
 
 
 def check_room(
@@ -203,8 +185,10 @@ def check_room(
     need: allocation.ParcelNeed,
 ) -> None:
     """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
-    if not rank_free_compartments(session, sizes, site, need):
-        raise site_full(session, sizes, site, need)
+    for size in allocation.fitting_sizes(need, sizes.values()):
+        if session.scalar(_free_of_size(site, need, size.code).with_only_columns(Compartment.id)):
+            return
+    raise site_full(session, sizes, site, need)
 
 
 def do_claim_compartment(
@@ -215,15 +199,16 @@ def do_claim_compartment(
 ) -> Compartment:
     """Lock the best free compartment of ``site`` for ``need``, or raise ``site_full``.
 
-    The caller changes its state in the same transaction. Racing claims never get the same
-    compartment: SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite, and a unique index
-    on live parcels' compartments underneath.
+    Best is ``allocation.rank_candidates``'s order: the smallest size that fits, then the
+    least used door, then the label. It is asked of the database one size at a time, so a
+    claim costs one query however large the site. The caller changes the compartment's
+    state in the same transaction. Racing claims never get the same compartment: SKIP
+    LOCKED on PostgreSQL (a locked row is passed over for the next best), BEGIN IMMEDIATE
+    on SQLite, and a unique index on live parcels' compartments underneath.
     """
     postgres = is_postgres(session)
-    for candidate in rank_free_compartments(session, sizes, site, need):
-        query = select(Compartment).where(
-            Compartment.id == candidate.id, Compartment.state == "free"
-        )
+    for size in allocation.fitting_sizes(need, sizes.values()):
+        query = _free_of_size(site, need, size.code)
         if postgres:
             query = query.with_for_update(skip_locked=True)
         compartment = session.scalars(query).first()
