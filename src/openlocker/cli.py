@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -86,16 +88,34 @@ def serve(
     if settings.secret_key == DEV_SECRET_KEY:
         console.print("[yellow]OPENLOCKER_SECRET_KEY is not set: using the development key.[/]")
     upgrade(_context().db)
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if workers == 1:
+        uvicorn.run(
+            "openlocker.api.asgi:app", host=host, port=port, log_config=None, access_log=False
+        )
+        return
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Counters from every worker add up on /metrics.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="openlocker-metrics-")
-    uvicorn.run(
-        "openlocker.api.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
+    # Workers start from uvicorn's own small main module, not this command's (which would
+    # load the planning tools, about 100 MiB, into every worker).
+    log_config = Path(__file__).resolve().parent / "api" / "logging.json"
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "openlocker.api.asgi:app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-config",
+            str(log_config),
+        ],
     )
 
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -29,12 +30,16 @@ async def _every(seconds: float, job: Callable[[], object], name: str) -> None:
     """Run ``job`` in a worker thread every ``seconds``; a failed run is logged, not fatal."""
     while True:
         try:
-            done = await run_in_threadpool(job)
-            if done:
-                log.info(name, extra={"result": done})
+            await run_in_threadpool(job)
         except Exception:
             log.exception("%s failed", name)
         await asyncio.sleep(seconds)
+
+
+def _expire(ctx: Context) -> None:
+    expired, released = parcels.expire_due(ctx)
+    if expired or released:
+        log.info("expiry run", extra={"expired": expired, "reservations_released": released})
 
 
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
@@ -47,12 +52,13 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         tasks = (
             [
                 asyncio.create_task(
                     _every(
                         settings.expiry_interval_seconds,
-                        lambda: parcels.expire_due(context),
+                        lambda: _expire(context),
                         "expiry",
                     )
                 ),

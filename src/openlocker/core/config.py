@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=0.5, gt=0)
     log_level: str = "INFO"
+    #: Threads per process that run requests; few, because each holds the GIL while it works.
+    request_threads: int = Field(default=8, ge=1, le=200)
 
 
 @lru_cache(maxsize=1)

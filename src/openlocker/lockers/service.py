@@ -165,7 +165,7 @@ def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.
 
 def _free_of_size(
     site: Site, need: allocation.ParcelNeed, size_code: str
-) -> Select[tuple[Compartment]]:
+) -> Select[Compartment]:
     """Free compartments of one size that suit ``need``, in ``allocation.rank_candidates`` order."""
     query = select(Compartment).where(
         Compartment.site_id == site.id,
