@@ -31,5 +31,12 @@ class TtlCache:
         self._entries[key] = (now + self.ttl, value)
         return value
 
+    def peek(self, key: Any) -> tuple[bool, Any]:
+        """``(True, value)`` while ``key`` is cached, else ``(False, None)``; never loads."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            return True, entry[1]
+        return False, None
+
     def clear(self) -> None:
         self._entries.clear()

@@ -101,14 +101,28 @@ def access_principal(ctx: Context, authorization: str | None) -> Principal:
 
     Answers are cached for ``ctx.cache.ttl`` seconds: a revoked key stops working within that.
     """
+    digest = _key_digest(ctx, authorization)
+    principal: Principal | None = ctx.cache.get_or_load(
+        ("api-key", digest), lambda: _load_principal(ctx, digest)
+    )
+    return _known(principal)
+
+
+def peek_principal(ctx: Context, authorization: str | None) -> Principal | None:
+    """Like ``access_principal`` from the cache alone: None when the database must be asked."""
+    found, principal = ctx.cache.peek(("api-key", _key_digest(ctx, authorization)))
+    return _known(principal) if found else None
+
+
+def _key_digest(ctx: Context, authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized(
             "Send an API key as 'Authorization: Bearer KEY'.", code="missing_api_key"
         )
-    digest = ctx.keyring.digest("api-key", authorization[7:].strip())
-    principal: Principal | None = ctx.cache.get_or_load(
-        ("api-key", digest), lambda: _load_principal(ctx, digest)
-    )
+    return ctx.keyring.digest("api-key", authorization[7:].strip())
+
+
+def _known(principal: Principal | None) -> Principal:
     if principal is None:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     return principal
