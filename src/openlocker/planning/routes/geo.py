@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from openlocker.lockers.allocation import EARTH_RADIUS_M
 from openlocker.planning.routes.scenario import Point, ScenarioError
 
-EARTH_RADIUS_M = 6_371_008.8
-"""Mean Earth radius (IUGG)."""
+__all__ = ["EARTH_RADIUS_M", "great_circle_m", "read_road_matrix_m", "road_distance_m"]
 
 FloatMatrix = npt.NDArray[np.float64]
 
