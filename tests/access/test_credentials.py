@@ -175,7 +175,9 @@ def test_a_token_for_another_site_is_refused_as_wrong_site(parcel_id: str, site_
 def test_a_token_signed_with_another_key_is_refused(parcel_id: str, site_id: str) -> None:
     forged = issue_qr(
         Keyring("an-attackers-secret").site_signing_key(site_id),
-        parcel_id=parcel_id, site_id=site_id, expires_at=EXPIRES,
+        parcel_id=parcel_id,
+        site_id=site_id,
+        expires_at=EXPIRES,
     )
     assert read_qr(forged).site_id == site_id  # reads fine: reading is not trusting
     assert refusal(forged, site_id) == "invalid_code"

@@ -105,7 +105,7 @@ def test_lognormal_fit_reproduces_both_published_figures() -> None:
 
 
 def test_lognormal_fit_refuses_impossible_figures() -> None:
-    with pytest.raises(ScenarioError, match="dwell.lognormal: no lognormal has 90% within 24 h"):
+    with pytest.raises(ScenarioError, match=r"dwell\.lognormal: no lognormal has 90% within 24 h"):
         parse_scenario(_document(dwell={"kind": "lognormal", "within_24h": 0.9, "mean_hours": 5}))
 
 

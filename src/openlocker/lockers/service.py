@@ -163,9 +163,7 @@ def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.
         )
 
 
-def _free_of_size(
-    site: Site, need: allocation.ParcelNeed, size_code: str
-) -> Select[Compartment]:
+def _free_of_size(site: Site, need: allocation.ParcelNeed, size_code: str) -> Select[Compartment]:
     """Free compartments of one size that suit ``need``, in ``allocation.rank_candidates`` order."""
     query = select(Compartment).where(
         Compartment.site_id == site.id,
