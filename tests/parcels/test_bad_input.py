@@ -49,6 +49,11 @@ def _problem(response: Any, status: int, code: str) -> None:
         ),
         ({"size": None}, 422, "invalid_input"),
         ({"size": "XXXL"}, 422, "unknown_size"),
+        (
+            {"size": "XXXL", "dimensions_mm": {"length": 100, "width": 100, "height": 10}},
+            422,
+            "unknown_size",
+        ),
         ({"colour": "red"}, 422, "unknown_field"),
         ({"recipient": {"email": "ana@example.com", "age": 3}}, 422, "unknown_field"),
         ({"notify": "openlocker", "recipient": {}}, 422, "invalid_input"),

@@ -145,6 +145,10 @@ def test_expiry_then_courier_retrieval(
         f"/v1/sites/{site}/pickups", json={"qr": parcel["pickup"]["qr"]}, headers=kiosk.headers
     )
     assert late.status_code == 403 and late.json()["code"] == "code_expired"
+    late_pin = client.post(
+        f"/v1/sites/{site}/pickups", json={"pin": parcel["pickup"]["pin"]}, headers=kiosk.headers
+    )
+    assert late_pin.status_code == 403 and late_pin.json()["code"] == "code_expired"
     assert factory.announce(carrier, site).json()["code"] == "site_full"  # still inside
 
     returned = client.post(f"/v1/parcels/{parcel['id']}/return", headers=carrier.headers)

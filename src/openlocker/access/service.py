@@ -107,13 +107,10 @@ def check_credential(
     if kind == "qr":
         # The same check a locker makes offline with only the site's public key.
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
+    # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
     rows = session.scalars(
         select(Credential)
-        .where(
-            Credential.site_id == site.id if kind != "link" else Credential.kind == "link",
-            Credential.kind == kind,
-            Credential.digest == _digest(ctx, kind, site.id, secret),
-        )
+        .where(Credential.kind == kind, Credential.digest == _digest(ctx, kind, site.id, secret))
         .order_by(Credential.active.desc())
     ).all()
     if not rows:
@@ -121,11 +118,11 @@ def check_credential(
     credential = rows[0]
     if credential.site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
-    if credential.active and credential.expires_at <= now:
+    if credential.used_at is not None:
+        raise Forbidden("The code has already been used.", code="code_used")
+    if credential.expires_at <= now:
         raise Forbidden("The code has expired.", code="code_expired")
     if not credential.active:
-        if credential.used_at is not None:
-            raise Forbidden("The code has already been used.", code="code_used")
         raise Forbidden("The code is no longer valid.", code="invalid_code")
     return credential
 

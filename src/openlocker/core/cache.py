@@ -38,5 +38,8 @@ class TtlCache:
             return True, entry[1]
         return False, None
 
+    def discard(self, key: Any) -> None:
+        self._entries.pop(key, None)
+
     def clear(self) -> None:
         self._entries.clear()

@@ -13,7 +13,7 @@ from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from openlocker.core.ids import new_id
 from openlocker.orgs.models import ORG_KINDS, ApiKey, Organization
-from openlocker.orgs.schemas import ApiKeyOut, OrganizationOut
+from openlocker.orgs.schemas import ApiKeyInfo, ApiKeyList, ApiKeyOut, OrganizationOut
 
 STATIC_SCOPES = ("parcels:write", "parcels:read", "admin")
 KEY_PREFIX = "olk"
@@ -146,11 +146,49 @@ def create_organization(ctx: Context, actor: Actor, name: str, kind: str) -> Org
         return OrganizationOut(id=org.id, name=org.name, kind=org.kind)
 
 
+def _key_info(key: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=key.id,
+        org_id=key.org_id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=key.scopes,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def list_api_keys(ctx: Context, org_id: str) -> ApiKeyList:
+    """An organization's keys, oldest first, revoked ones included."""
+    with ctx.db.read() as session:
+        if session.get(Organization, org_id) is None:
+            raise NotFound("No such organization.", code="org_not_found")
+        keys = session.scalars(
+            select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.id)
+        ).all()
+        return ApiKeyList(items=[_key_info(k) for k in keys])
+
+
+def revoke_api_key(ctx: Context, actor: Actor, org_id: str, key_id: str) -> ApiKeyInfo:
+    """Revoke a key: this process refuses it at once, every other within the cache's ttl."""
+    with ctx.db.transaction() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.org_id != org_id:
+            raise NotFound("No such API key.", code="api_key_not_found")
+        if key.revoked_at is None:
+            now = ctx.clock()
+            key.revoked_at = now
+            record(
+                session, "api_key.revoked", actor, now, data={"key_id": key.id, "org_id": org_id}
+            )
+        info = _key_info(key)
+    ctx.cache.discard(("api-key", key.key_digest))
+    return info
+
+
 def create_api_key(
     ctx: Context, actor: Actor, org_id: str, name: str, scopes: list[str]
 ) -> ApiKeyOut:
     with ctx.db.transaction() as session:
         key, plain = do_create_api_key(session, ctx, actor, org_id, name, scopes)
-        return ApiKeyOut(
-            id=key.id, org_id=org_id, name=name, prefix=key.prefix, scopes=key.scopes, key=plain
-        )
+        return ApiKeyOut(**_key_info(key).model_dump(), key=plain)

@@ -195,6 +195,8 @@ def announce(
                 return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
         site = access_site(session, request.site_id)
         sizes = load_sizes(ctx, session)
+        if request.size is not None and request.size not in sizes:
+            raise InvalidInput(f"Unknown size class {request.size!r}.", code="unknown_size")
         check_fits_network(sizes, need)
         duplicate = session.scalar(
             select(Parcel.id).where(
