@@ -257,3 +257,33 @@ def test_list_pages_with_cursor_and_filters(factory: Factory, client: TestClient
         "/v1/parcels", params={"status": "deposited"}, headers=carrier.headers
     ).json()
     assert filtered["items"] == []
+
+
+def test_doors_open_and_carriers_hear_through_the_outbox(
+    factory: Factory, client: TestClient, ctx: Context
+) -> None:
+    from sqlalchemy import select
+
+    from openlocker.audit.models import OutboxMessage
+
+    carrier = factory.org()
+    site = factory.site("S")
+    parcel = factory.deposited(carrier, site)
+    client.post(
+        f"/v1/sites/{site}/pickups",
+        json={"qr": parcel["pickup"]["qr"]},
+        headers=factory.kiosk(site).headers,
+    )
+    with ctx.db.read() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.parcel_id == parcel["id"])
+            .order_by(OutboxMessage.seq)
+        ).all()
+        doors = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.topic == "kiosk.open_compartment")
+        ).all()
+    assert [r.payload["event"] for r in rows] == ["parcel.deposited", "parcel.picked_up"]
+    assert {r.payload["org_id"] for r in rows} == {carrier.id}
+    assert [d.payload["label"] for d in doors] == [parcel["compartment"]["label"]] * 2
+    assert all(d.payload["site_id"] == site for d in doors)

@@ -176,6 +176,25 @@ def _free_of_size(site: Site, need: allocation.ParcelNeed, size_code: str) -> Se
     return query.order_by(Compartment.use_count, Compartment.label).limit(1)
 
 
+def _best_free(
+    session: Session,
+    sizes: dict[str, allocation.SizeClass],
+    site: Site,
+    need: allocation.ParcelNeed,
+    *,
+    lock: bool,
+) -> Compartment | None:
+    """The best free compartment for ``need``, asked one fitting size at a time."""
+    for size in allocation.fitting_sizes(need, sizes.values()):
+        query = _free_of_size(site, need, size.code)
+        if lock and is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        compartment = session.scalars(query).first()
+        if compartment is not None:
+            return compartment
+    return None
+
+
 def check_room(
     session: Session,
     sizes: dict[str, allocation.SizeClass],
@@ -183,10 +202,8 @@ def check_room(
     need: allocation.ParcelNeed,
 ) -> None:
     """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
-    for size in allocation.fitting_sizes(need, sizes.values()):
-        if session.scalar(_free_of_size(site, need, size.code).with_only_columns(Compartment.id)):
-            return
-    raise site_full(session, sizes, site, need)
+    if _best_free(session, sizes, site, need, lock=False) is None:
+        raise site_full(session, sizes, site, need)
 
 
 def do_claim_compartment(
@@ -204,15 +221,10 @@ def do_claim_compartment(
     LOCKED on PostgreSQL (a locked row is passed over for the next best), BEGIN IMMEDIATE
     on SQLite, and a unique index on live parcels' compartments underneath.
     """
-    postgres = is_postgres(session)
-    for size in allocation.fitting_sizes(need, sizes.values()):
-        query = _free_of_size(site, need, size.code)
-        if postgres:
-            query = query.with_for_update(skip_locked=True)
-        compartment = session.scalars(query).first()
-        if compartment is not None:
-            return compartment
-    raise site_full(session, sizes, site, need)
+    compartment = _best_free(session, sizes, site, need, lock=True)
+    if compartment is None:
+        raise site_full(session, sizes, site, need)
+    return compartment
 
 
 def site_full(

@@ -353,9 +353,7 @@ def deposit(
             compartment_id=compartment.id,
             data={"label": compartment.label},
         )
-        enqueue(
-            session, "kiosk.open_compartment", {"site_id": site.id, "label": compartment.label}, now
-        )
+        _open_door(session, compartment, now)
         _webhook(session, parcel, "parcel.deposited", now)
         pickup = _issue_and_send(session, ctx, parcel, site)
         answer = Answer(200, parcel_view(session, parcel))
@@ -453,12 +451,7 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         )
         if compartment is not None:
             compartment.state = "free"
-            enqueue(
-                session,
-                "kiosk.open_compartment",
-                {"site_id": parcel.site_id, "label": compartment.label},
-                now,
-            )
+            _open_door(session, compartment, now)
         parcel.status = "returned"
         parcel.returned_at = now
         record(
@@ -533,12 +526,7 @@ def _do_pickup(
         compartment_id=compartment.id,
         data={"method": kind},
     )
-    enqueue(
-        session,
-        "kiosk.open_compartment",
-        {"site_id": parcel.site_id, "label": compartment.label},
-        now,
-    )
+    _open_door(session, compartment, now)
     _webhook(session, parcel, "parcel.picked_up", now)
     return PickupOut(
         parcel_id=parcel.id,
@@ -557,6 +545,20 @@ def _release_compartment(session: Session, parcel: Parcel) -> str | None:
         compartment.state = "free"
     parcel.compartment_id = None
     return released
+
+
+def _open_door(session: Session, compartment: Compartment, at: datetime) -> None:
+    """Queue the command that makes the site's locker open this compartment's door."""
+    enqueue(
+        session,
+        "kiosk.open_compartment",
+        {
+            "site_id": compartment.site_id,
+            "compartment_id": compartment.id,
+            "label": compartment.label,
+        },
+        at,
+    )
 
 
 def _webhook(session: Session, parcel: Parcel, event: str, at: datetime) -> None:
