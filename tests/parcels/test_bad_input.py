@@ -188,3 +188,26 @@ def test_bad_cursor_and_unknown_route(factory: Factory, client: TestClient) -> N
         "invalid_input",
     )
     _problem(client.get("/v1/nothing-here"), 404, "not_found")
+
+
+def test_text_the_database_cannot_store(factory: Factory, client: TestClient, ctx: Context) -> None:
+    """A NUL character: SQLite stores it, PostgreSQL refuses it with a 422, never a 500."""
+    carrier = factory.org()
+    site = factory.site("S")
+    postgres = ctx.db.engine.dialect.name == "postgresql"
+    before = _counts(ctx)
+    listed = client.get(
+        "/v1/parcels", params={"tracking_number": "A\x00B"}, headers=carrier.headers
+    )
+    announced = factory.announce(carrier, site, tracking_number="T\x00", notify="sender")
+    if postgres:
+        _problem(listed, 422, "invalid_input")
+    else:
+        assert listed.status_code == 200
+    _problem(announced, 422, "invalid_input")  # tracking numbers are printable ASCII
+    assert _counts(ctx) == before
+    _problem(
+        client.get("/v1/sites/sit_%00", headers=carrier.headers),
+        422 if postgres else 404,
+        "invalid_input" if postgres else "site_not_found",
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -83,6 +83,17 @@ def install_error_handlers(app: FastAPI) -> None:
             "concurrent_conflict",
             "Conflict",
             "Another request changed the same data at the same time; retry.",
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> Response:
+        # Values the database cannot store (a NUL character in text, for one); nothing was written.
+        log.info("data refused by the database", extra={"error": type(exc.orig).__name__})
+        return problem(
+            422,
+            "invalid_input",
+            "Invalid input",
+            "A value holds characters or magnitudes the database cannot store.",
         )
 
     @app.exception_handler(OperationalError)
