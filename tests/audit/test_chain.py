@@ -110,3 +110,16 @@ def test_rolled_back_work_leaves_no_event(
     assert factory.announce(carrier, site, size="XL").json()["code"] == "site_full"
     with ctx.db.read() as session:
         assert len(session.scalars(select(AuditEvent.seq)).all()) == before
+
+
+def test_sealing_in_small_batches_keeps_one_chain(
+    factory: Factory, client: TestClient, ctx: Context
+) -> None:
+    carrier = factory.org()
+    site = factory.site("SSS")
+    for _ in range(3):
+        factory.deposited(carrier, site)
+    assert seal_pending(ctx, batch=2) == 9  # org, key, site, then announced + deposited x3
+    with ctx.db.read() as session:
+        report = check_chain(session)
+    assert report.intact and report.unsealed == 0 and report.checked == 9

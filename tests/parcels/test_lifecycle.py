@@ -287,3 +287,17 @@ def test_doors_open_and_carriers_hear_through_the_outbox(
     assert {r.payload["org_id"] for r in rows} == {carrier.id}
     assert [d.payload["label"] for d in doors] == [parcel["compartment"]["label"]] * 2
     assert all(d.payload["site_id"] == site for d in doors)
+
+
+def test_a_backlog_expires_in_one_run(
+    factory: Factory, client: TestClient, ctx: Context, clock: FrozenClock
+) -> None:
+    carrier = factory.org()
+    site = factory.site("SSSSS", dwell_hours=24)
+    ids = [factory.deposited(carrier, site)["id"] for _ in range(5)]
+    clock.advance(hours=25)
+    assert expire_due(ctx, batch=2) == (5, 0)
+    statuses = {
+        client.get(f"/v1/parcels/{i}", headers=carrier.headers).json()["status"] for i in ids
+    }
+    assert statuses == {"expired"}

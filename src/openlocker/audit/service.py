@@ -100,6 +100,8 @@ def enqueue(
 def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
     """Append committed, unsealed events to the chain, oldest first; returns how many.
 
+    Works in transactions of at most ``batch`` events until a pass finds fewer than that.
+
     Sealers in several processes take turns on the chain head's row lock.
     """
     sealed = 0
@@ -131,6 +133,9 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
                 update(AuditHead).where(AuditHead.id == 1).values(hash=prev, count=index)
             )
             sealed += len(pending)
+        if len(pending) < batch:
+            # A short pass cleared the backlog; what commits from now on is the next run's.
+            return sealed
 
 
 @dataclass(frozen=True)

@@ -581,8 +581,20 @@ def _webhook(session: Session, parcel: Parcel, event: str, at: datetime) -> None
 def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
     """Expire deposited parcels past their dwell deadline and release lapsed reservations.
 
-    Safe to run from several processes at once. Returns (expired, reservations released).
+    Works in transactions of at most ``batch`` parcels of each kind until none is left, so
+    a backlog clears in one run. Safe to run from several processes at once (SKIP LOCKED on
+    PostgreSQL). Returns (expired, reservations released).
     """
+    total_expired = total_released = 0
+    while True:
+        expired, released = _expire_batch(ctx, batch)
+        total_expired += expired
+        total_released += released
+        if expired < batch and released < batch:
+            return total_expired, total_released
+
+
+def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
     now = ctx.clock()
     with ctx.db.transaction() as session:
         postgres = is_postgres(session)
