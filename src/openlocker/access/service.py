@@ -13,10 +13,11 @@ from openlocker.access import attempts, credentials
 from openlocker.access.models import Credential
 from openlocker.core.context import Context
 from openlocker.core.db import is_postgres
-from openlocker.core.errors import Conflict, Forbidden, TooManyAttempts
+from openlocker.core.errors import Conflict, Forbidden, NotFound, TooManyAttempts
 from openlocker.core.ids import new_id
 from openlocker.core.keys import load_public_key
-from openlocker.lockers.models import KioskAttempts, Site
+from openlocker.lockers.models import Compartment, KioskAttempts, Site
+from openlocker.parcels.models import Parcel
 
 #: Link tokens are not tied to a site: the recipient's page finds the parcel from the token.
 _ANY_SITE = "*"
@@ -45,14 +46,15 @@ def do_issue_credentials(
     for _ in range(_PIN_RETRIES):
         pin = credentials.generate_pin(ctx.settings.pin_length)
         pin_digest = _digest(ctx, "pin", site.id, pin)
-        taken = session.scalar(
-            select(Credential.id).where(
-                Credential.site_id == site.id,
-                Credential.kind == "pin",
-                Credential.digest == pin_digest,
-                Credential.active.is_(True),
+        with session.no_autoflush:  # pending writes go out together at commit
+            taken = session.scalar(
+                select(Credential.id).where(
+                    Credential.site_id == site.id,
+                    Credential.kind == "pin",
+                    Credential.digest == pin_digest,
+                    Credential.active.is_(True),
+                )
             )
-        )
         if taken is None:
             break
     else:  # pragma: no cover - needs ~10^7 active parcels at one site
@@ -96,10 +98,17 @@ def do_void_credentials(
     )
 
 
-def check_credential(
-    session: Session, ctx: Context, site: Site, kind: str, secret: str
-) -> Credential:
-    """The active credential matching ``secret`` at ``site``.
+@dataclass(frozen=True)
+class Match:
+    """The credential a code matched, with its parcel (locked) and the parcel's compartment."""
+
+    credential: Credential
+    parcel: Parcel
+    compartment: Compartment | None
+
+
+def check_credential(session: Session, ctx: Context, site: Site, kind: str, secret: str) -> Match:
+    """The active credential matching ``secret`` at ``site``, its parcel locked for update.
 
     Raises ``invalid_code`` (unknown or voided), ``code_used``, ``code_expired`` or ``wrong_site``.
     """
@@ -108,14 +117,20 @@ def check_credential(
         # The same check a locker makes offline with only the site's public key.
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
     # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
-    rows = session.scalars(
-        select(Credential)
+    query = (
+        select(Credential, Parcel, Compartment)
+        .join(Parcel, Parcel.id == Credential.parcel_id)
+        .outerjoin(Compartment, Compartment.id == Parcel.compartment_id)
         .where(Credential.kind == kind, Credential.digest == _digest(ctx, kind, site.id, secret))
         .order_by(Credential.active.desc())
-    ).all()
-    if not rows:
+        .limit(1)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(of=Parcel)
+    row = session.execute(query).first()
+    if row is None:
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
-    credential = rows[0]
+    credential = row.Credential
     if credential.site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
     if credential.used_at is not None:
@@ -124,7 +139,19 @@ def check_credential(
         raise Forbidden("The code has expired.", code="code_expired")
     if not credential.active:
         raise Forbidden("The code is no longer valid.", code="invalid_code")
-    return credential
+    return Match(credential, row.Parcel, row.Compartment)
+
+
+def access_kiosk_site(session: Session, site_id: str) -> tuple[Site, datetime | None]:
+    """The site and until when its kiosk refuses typed PINs, in one query."""
+    row = session.execute(
+        select(Site, KioskAttempts.locked_until)
+        .join(KioskAttempts, KioskAttempts.site_id == Site.id)
+        .where(Site.id == site_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"No site {site_id!r}.", code="site_not_found")
+    return row.Site, row.locked_until
 
 
 def _attempts_row(session: Session, site_id: str) -> KioskAttempts:
@@ -134,11 +161,8 @@ def _attempts_row(session: Session, site_id: str) -> KioskAttempts:
     return session.scalars(query).one()
 
 
-def check_typed_pins_allowed(session: Session, site_id: str, now: datetime) -> None:
+def check_typed_pins_allowed(locked_until: datetime | None, now: datetime) -> None:
     """Raise ``too_many_attempts`` (with Retry-After) while the kiosk's typed PINs are locked."""
-    locked_until = session.scalar(
-        select(KioskAttempts.locked_until).where(KioskAttempts.site_id == site_id)
-    )
     if locked_until is not None and locked_until > now:
         wait = max(1, int((locked_until - now).total_seconds() + 0.999))
         raise TooManyAttempts(

@@ -107,15 +107,19 @@ def _need(parcel: Parcel) -> allocation.ParcelNeed:
 def access_parcel(
     session: Session, principal: Principal, parcel_id: str, *, lock: bool = False
 ) -> Parcel:
-    """The parcel if the principal may see it; another carrier's parcel is a 404."""
-    query = select(Parcel).where(Parcel.id == parcel_id)
+    """The parcel if the principal may see it; another carrier's parcel is a 404.
+
+    Its site is loaded in the same query (into the session), since most use cases need it.
+    """
+    query = select(Parcel, Site).join(Site, Site.id == Parcel.site_id).where(Parcel.id == parcel_id)
     if not principal.is_admin:
         query = query.where(Parcel.carrier_org_id == principal.org_id)
     if lock and is_postgres(session):
-        query = query.with_for_update()
-    parcel = session.scalars(query).first()
-    if parcel is None:
+        query = query.with_for_update(of=Parcel)
+    row = session.execute(query).first()
+    if row is None:
         raise NotFound(f"No parcel {parcel_id!r}.", code="parcel_not_found")
+    parcel: Parcel = row.Parcel
     return parcel
 
 
@@ -477,12 +481,12 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     kind, secret = request.kind_and_secret
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
-        site = access_site(session, site_id)
+        site, pins_locked_until = access.access_kiosk_site(session, site_id)
         now = ctx.clock()
         try:
             if kind == "pin":
-                access.check_typed_pins_allowed(session, site.id, now)
-            credential = access.check_credential(session, ctx, site, kind, secret)
+                access.check_typed_pins_allowed(pins_locked_until, now)
+            match = access.check_credential(session, ctx, site, kind, secret)
         except DomainError as error:
             failure = error
             lockout = 0
@@ -497,21 +501,16 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                 data={"method": kind, "reason": error.code, "lockout_s": lockout},
             )
         else:
-            return _do_pickup(session, ctx, principal.actor, credential.parcel_id, kind, now)
+            return _do_pickup(session, principal.actor, match, kind, now)
     raise failure
 
 
 def _do_pickup(
-    session: Session, ctx: Context, actor: Actor, parcel_id: str, kind: str, now: datetime
+    session: Session, actor: Actor, match: access.Match, kind: str, now: datetime
 ) -> PickupOut:
-    query = select(Parcel).where(Parcel.id == parcel_id)
-    if is_postgres(session):
-        query = query.with_for_update()
-    parcel = session.scalars(query).one()
-    if parcel.status != "deposited":
+    parcel, compartment = match.parcel, match.compartment
+    if parcel.status != "deposited" or compartment is None:
         raise _transition_error(parcel, "picked up")
-    compartment = session.get(Compartment, parcel.compartment_id)
-    assert compartment is not None
     access.do_void_credentials(session, parcel.id, now, used_kind=kind)
     compartment.state = "free"
     parcel.status = "picked_up"
