@@ -6,7 +6,7 @@ time. It prints lifecycles per second, p50/p99 latency of each call and the serv
 memory (sum of its processes' VmHWM). The load generator runs on the same machine, in its
 own processes, with a minimal keep-alive HTTP/1.1 client so that it takes little CPU.
 
-    python bench/lifecycle.py [--seconds 20] [--clients 32] [--workers 2] [--only postgresql]
+    python bench/lifecycle.py [--seconds 20] [--clients 4,24] [--workers 2] [--only postgresql]
 """
 
 from __future__ import annotations
@@ -202,7 +202,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
-def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_backend(
+    name: str, url: str, workers: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Serve ``url`` with ``workers`` processes and measure every load level against it."""
     env = {
         **os.environ,
         "OPENLOCKER_DATABASE_URL": url,
@@ -218,33 +221,55 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
     keys = json.loads(seeded.stdout)
     port = _free_port()
     server = subprocess.Popen(
-        [str(BIN / "openlocker"), "serve", "--port", str(port), "--workers", str(args.workers)],
+        [str(BIN / "openlocker"), "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    rows = []
     try:
         _wait_healthy(port, server)
-        queue: Any = mp.Queue()
-        start = time.perf_counter() + 0.5
-        per_process = max(1, args.clients // args.load_processes)
-        procs = [
-            mp.Process(
-                target=_load_process,
-                args=(w, per_process, port, keys, start, args.warmup, args.seconds, queue),
+        for clients in args.clients:
+            row = _measure(port, keys, clients, args)
+            row.update(
+                backend=name, workers=workers, server_peak_rss_mib=_peak_rss_kib(server.pid) / 1024
             )
-            for w in range(args.load_processes)
-        ]
-        for p in procs:
-            p.start()
-        results = [queue.get() for _ in procs]
-        for p in procs:
-            p.join()
-        peak_kib = _peak_rss_kib(server.pid)
+            rows.append(row)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(30)
+    return rows
+
+
+def _measure(
+    port: int, keys: dict[str, Any], clients: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One load level: ``clients`` lifecycles in flight from the load-generator processes."""
+    queue: Any = mp.Queue()
+    start = time.perf_counter() + 0.5
+    processes = min(args.load_processes, clients)
+    procs = [
+        mp.Process(
+            target=_load_process,
+            args=(
+                w,
+                clients // processes + (w < clients % processes),
+                port,
+                keys,
+                start,
+                args.warmup,
+                args.seconds,
+                queue,
+            ),
+        )
+        for w in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
     latencies: dict[str, list[float]] = {c: [] for c in CALLS}
     errors: dict[str, int] = {}
     done = 0
@@ -255,7 +280,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
             errors[k] = errors.get(k, 0) + v
         done += count
     return {
-        "backend": name,
+        "clients": clients,
         "lifecycles": done,
         "lifecycles_per_s": done / args.seconds,
         "latency_ms": {
@@ -263,7 +288,6 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]
             for c in CALLS
         },
         "errors": errors,
-        "server_peak_rss_mib": peak_kib / 1024,
     }
 
 
@@ -295,9 +319,19 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per backend")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--clients", type=int, default=32, help="concurrent lifecycles in flight")
+    parser.add_argument(
+        "--clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[4, 24],
+        help="concurrent lifecycles in flight; a comma-separated list measures each",
+    )
     parser.add_argument("--load-processes", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server worker processes (PostgreSQL)"
+    )
+    parser.add_argument(
+        "--sqlite-workers", type=int, default=1, help="server worker processes (SQLite)"
+    )
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
 
@@ -305,7 +339,9 @@ def main() -> None:
     if args.only in (None, "sqlite"):
         folder = tempfile.mkdtemp(prefix="openlocker-bench-")
         try:
-            reports.append(run_backend("sqlite", f"sqlite:///{folder}/bench.db", args))
+            reports += run_backend(
+                "sqlite", f"sqlite:///{folder}/bench.db", args.sqlite_workers, args
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if args.only in (None, "postgresql"):
@@ -314,16 +350,16 @@ def main() -> None:
             print("PostgreSQL not reachable: skipped", file=sys.stderr)
         else:
             try:
-                reports.append(run_backend("postgresql", url, args))
+                reports += run_backend("postgresql", url, args.workers, args)
             finally:
                 _drop_postgres(url)
 
     print(
-        f"\nOpenLocker lifecycle benchmark: {args.clients} clients, {args.workers} server workers, "
-        f"{args.seconds:.0f} s measured, {os.cpu_count()} CPUs (load generator on the same machine)"
+        f"\nOpenLocker lifecycle benchmark: {args.seconds:.0f} s measured per row, "
+        f"{os.cpu_count()} CPUs (load generator on the same machine)"
     )
     print(
-        f"{'backend':<11} {'lifecycles/s':>12} "
+        f"{'backend':<11} {'workers':>7} {'clients':>7} {'lifecycles/s':>12} "
         + " ".join(f"{c + ' p50/p99 ms':>22}" for c in CALLS)
         + f" {'server peak MiB':>16}  errors"
     )
@@ -332,7 +368,8 @@ def main() -> None:
             f"{r['latency_ms'][c]['p50']:>10.1f} /{r['latency_ms'][c]['p99']:>9.1f}" for c in CALLS
         )
         print(
-            f"{r['backend']:<11} {r['lifecycles_per_s']:>12.1f} {cells} "
+            f"{r['backend']:<11} {r['workers']:>7} {r['clients']:>7} "
+            f"{r['lifecycles_per_s']:>12.1f} {cells} "
             f"{r['server_peak_rss_mib']:>16.1f}  {r['errors'] or 'none'}"
         )
     print(json.dumps(reports))
