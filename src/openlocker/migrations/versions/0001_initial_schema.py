@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:34:51.851020
+Create Date: 2026-11-24 10:33:18.939882
 """
 
 from collections.abc import Sequence
@@ -166,10 +166,14 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_compartments")),
         sa.UniqueConstraint("site_id", "label", name=op.f("uq_compartments_site_id")),
+        postgresql_with={
+            "fillfactor": 50,
+            "autovacuum_vacuum_scale_factor": 0.0,
+            "autovacuum_vacuum_threshold": 1000,
+        },
     )
     with op.batch_alter_table("compartments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_compartments_site_id"), ["site_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_compartments_state"), ["state"], unique=False)
 
     op.create_table(
         "kiosk_attempts",
@@ -323,7 +327,6 @@ def downgrade() -> None:
     op.drop_table("parcels")
     op.drop_table("kiosk_attempts")
     with op.batch_alter_table("compartments", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_compartments_state"))
         batch_op.drop_index(batch_op.f("ix_compartments_site_id"))
 
     op.drop_table("compartments")
