@@ -102,3 +102,11 @@ class Factory:
         assert deposited.status_code == 200, deposited.text
         parcel: dict[str, Any] = deposited.json()
         return parcel
+
+    def pick_up(self, site_id: str, parcel: dict[str, Any], by: str = "qr") -> Response:
+        """Pick ``parcel`` up at its kiosk with one of its credentials (``pin``, ``qr``)."""
+        return self.client.post(
+            f"/v1/sites/{site_id}/pickups",
+            json={by: parcel["pickup"][by]},
+            headers=self.kiosk(site_id).headers,
+        )

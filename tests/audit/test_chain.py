@@ -17,11 +17,7 @@ def _lifecycle(factory: Factory, client: TestClient) -> dict[str, object]:
     carrier = factory.org()
     site = factory.site("S")
     parcel = factory.deposited(carrier, site)
-    client.post(
-        f"/v1/sites/{site}/pickups",
-        json={"qr": parcel["pickup"]["qr"]},
-        headers=factory.kiosk(site).headers,
-    )
+    assert factory.pick_up(site, parcel).status_code == 200
     seal_pending(factory.ctx)
     return parcel
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from openlocker.audit.models import OutboxMessage
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
 from openlocker.parcels.service import expire_due
@@ -210,10 +212,6 @@ def test_replayed_deposit_issues_fresh_credentials_and_voids_the_first(
 def test_credentials_for_openlocker_notify_go_sealed_into_the_outbox(
     factory: Factory, client: TestClient, ctx: Context
 ) -> None:
-    from sqlalchemy import select
-
-    from openlocker.audit.models import OutboxMessage
-
     carrier = factory.org()
     site = factory.site("S")
     parcel = factory.deposited(
@@ -262,18 +260,10 @@ def test_list_pages_with_cursor_and_filters(factory: Factory, client: TestClient
 def test_doors_open_and_carriers_hear_through_the_outbox(
     factory: Factory, client: TestClient, ctx: Context
 ) -> None:
-    from sqlalchemy import select
-
-    from openlocker.audit.models import OutboxMessage
-
     carrier = factory.org()
     site = factory.site("S")
     parcel = factory.deposited(carrier, site)
-    client.post(
-        f"/v1/sites/{site}/pickups",
-        json={"qr": parcel["pickup"]["qr"]},
-        headers=factory.kiosk(site).headers,
-    )
+    assert factory.pick_up(site, parcel).status_code == 200
     with ctx.db.read() as session:
         rows = session.scalars(
             select(OutboxMessage)
