@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +22,7 @@ from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.config import DEV_SECRET_KEY, get_settings
 from openlocker.core.context import Context
 from openlocker.core.migrate import upgrade
-from openlocker.demo import DemoKeys, seed_demo
+from openlocker.demo import DemoKeys, run_simulators, seed_demo
 from openlocker.planning.cli import plan_app
 
 app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args_is_help=True)
@@ -89,9 +93,7 @@ def serve(
         console.print("[yellow]OPENLOCKER_SECRET_KEY is not set: using the development key.[/]")
     upgrade(_context().db)
     if workers == 1:
-        uvicorn.run(
-            "openlocker.api.asgi:app", host=host, port=port, log_config=None, access_log=False
-        )
+        _serve_here(host, port)
         return
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Counters from every worker add up on /metrics.
@@ -123,6 +125,9 @@ def serve(
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    simulate: Annotated[
+        bool, typer.Option(help="Run a simulated locker per site: drops and pickups.")
+    ] = True,
 ) -> None:
     """Seed the demo network into ./var/ and serve it; Ctrl-C stops."""
     os.environ.setdefault("OPENLOCKER_DATABASE_URL", "sqlite:///./var/openlocker.db")
@@ -133,9 +138,54 @@ def demo(
     upgrade(ctx.db)
     keys = seed_demo(ctx)
     _print_keys(keys, base=f"http://{host}:{port}")
+    stop = threading.Event()
+    lockers = threading.Thread(
+        target=run_simulators, args=(f"http://{host}:{port}", keys, stop), daemon=True
+    )
+    if simulate:
+        console.print(
+            "[dim]A simulated locker per site drops and collects parcels every few seconds "
+            "(--no-simulate turns them off).[/]"
+        )
+        lockers.start()
     console.print("[dim]Serving; press Ctrl-C to stop.[/]")
-    uvicorn.run("openlocker.api.asgi:app", host=host, port=port, log_config=None, access_log=False)
+    try:
+        _serve_here(host, port)
+    finally:
+        stop.set()
+        if simulate:
+            lockers.join(15)
     console.print("[green]Stopped.[/]")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn's server, but Ctrl-C ends it without re-raising the signal afterwards.
+
+    uvicorn re-raises a caught SIGINT once it has shut down, which surfaces as a traceback
+    from the application's lifespan; a stopped demo should just say it stopped.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _serve_here(host: str, port: int) -> None:
+    """Serve in this process until Ctrl-C or SIGTERM."""
+    config = uvicorn.Config(
+        "openlocker.api.asgi:app", host=host, port=port, log_config=None, access_log=False
+    )
+    _QuietServer(config).run()
 
 
 def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
