@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from openlocker.core.config import get_settings
-from openlocker.planning.capacity.evaluation import Estimate
-from openlocker.planning.capacity.history import scenario_from_db
-from openlocker.planning.capacity.plan import CapacityPlan, plan_as_json, plan_capacity
-from openlocker.planning.capacity.plots import write_plots
 from openlocker.planning.capacity.scenario import (
     Scenario,
     ScenarioError,
     load_scenario,
     read_document,
 )
+
+if TYPE_CHECKING:
+    from openlocker.planning.capacity.evaluation import Estimate
+    from openlocker.planning.capacity.plan import CapacityPlan
+
+# SciPy, matplotlib and the simulation load inside the command: every other `openlocker`
+# command (serve, seed, audit …) starts without them.
 
 
 def capacity_command(
@@ -50,6 +53,9 @@ def capacity_command(
 ) -> None:
     """Simulate a site's compartments through the season and recommend the smallest mix
     (by front area or cost) whose peak-day overflow stays under the target."""
+    from openlocker.planning.capacity.plan import plan_as_json, plan_capacity
+    from openlocker.planning.capacity.plots import write_plots
+
     try:
         scenario = _scenario(scenario_path, from_db)
         plan = plan_capacity(scenario)
@@ -73,6 +79,8 @@ def _scenario(path: Path | None, site_id: str | None) -> Scenario:
     base = read_document(path) if path is not None else {}
     if not isinstance(base, dict):
         raise ScenarioError(f"{path} must hold a JSON object")
+    from openlocker.planning.capacity.history import scenario_from_db
+
     return scenario_from_db(get_settings().database_url, site_id, base)
 
 

@@ -8,28 +8,21 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from openlocker.planning.routes.report import (
-    comparison_document,
-    kpi_table,
-    search_settings,
-    write_figure,
-)
+from openlocker.planning.routes.limits import DEFAULT_TIME_LIMIT_S
 from openlocker.planning.routes.scenario import Scenario, ScenarioError, load_scenario
-from openlocker.planning.routes.service import SCENARIOS, ScenarioProgress, compare_routes
-from openlocker.planning.routes.solver import (
-    DEFAULT_TIME_LIMIT_S,
-    NoFeasiblePlan,
-    Search,
-    VrplibResult,
-    solve_vrplib,
-)
-from openlocker.planning.routes.synthetic import synthetic_scenario
+
+if TYPE_CHECKING:
+    from openlocker.planning.routes.service import ScenarioProgress
+    from openlocker.planning.routes.solver import Search, VrplibResult
+
+# The solver, NumPy and matplotlib load inside the commands: every other `openlocker`
+# command (serve, seed, audit …) starts without them.
 
 BAD_INPUT = 2
 
@@ -85,6 +78,10 @@ def routes_command(
     ] = None,
 ) -> None:
     """Compare doorstep delivery with locker-consolidated delivery for one day's parcels."""
+    from openlocker.planning.routes.report import comparison_document, kpi_table, write_figure
+    from openlocker.planning.routes.service import SCENARIOS, compare_routes
+    from openlocker.planning.routes.solver import NoFeasiblePlan, Search, solve_vrplib
+
     console = Console()
     errors = Console(stderr=True)
     search = Search(time_limit=time_limit, max_iterations=max_iterations, seed=seed)
@@ -135,6 +132,8 @@ def routes_command(
 
 
 def _print_vrplib(result: VrplibResult, search: Search, console: Console, *, as_json: bool) -> None:
+    from openlocker.planning.routes.report import search_settings
+
     if as_json:
         document = {
             "instance": result.instance,
@@ -170,6 +169,8 @@ def _scenario(
             "give exactly one of: a scenario file, --synthetic, --from-db (or --vrplib)"
         )
     if synthetic:
+        from openlocker.planning.routes.synthetic import synthetic_scenario
+
         return synthetic_scenario(parcels, lockers, seed)
     if from_db:
         if carrier is None or day is None:

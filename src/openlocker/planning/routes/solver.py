@@ -16,12 +16,9 @@ import pyvrp
 import vrplib  # type: ignore[import-untyped]
 from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria, StoppingCriterion
 
+from openlocker.planning.routes.limits import DEFAULT_TIME_LIMIT_S
 from openlocker.planning.routes.plan import DayPlan, Network, PlannedRoute, Stop
 from openlocker.planning.routes.scenario import Scenario, ScenarioError
-
-#: Seconds of search per route plan. At 10 s PyVRP 0.14 comes within 0.7% of the best known
-#: cost on all four X instances we check against (see docs/planning.md and bench/).
-DEFAULT_TIME_LIMIT_S = 10.0
 
 Progress = Callable[[float], None]
 """Called during a solve with the share of the time limit used, 0 to 1."""
