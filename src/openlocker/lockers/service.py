@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -91,17 +91,13 @@ def access_site(session: Session, site_id: str) -> Site:
     return site
 
 
-def free_counts(
-    session: Session, site_ids: Iterable[str] | None = None
-) -> dict[str, list[FreeCount]]:
+def _free_counts(session: Session, site_ids: list[str]) -> dict[str, list[FreeCount]]:
     """Free compartments by site, size and temperature."""
     query = (
         select(Compartment.site_id, Compartment.size_code, Compartment.temperature, func.count())
-        .where(Compartment.state == "free")
+        .where(Compartment.state == "free", Compartment.site_id.in_(site_ids))
         .group_by(Compartment.site_id, Compartment.size_code, Compartment.temperature)
     )
-    if site_ids is not None:
-        query = query.where(Compartment.site_id.in_(list(site_ids)))
     result: dict[str, list[FreeCount]] = defaultdict(list)
     for site_id, size, temperature, count in session.execute(query):
         result[site_id].append(FreeCount(size=size, temperature=temperature, free=count))
@@ -110,8 +106,28 @@ def free_counts(
     return result
 
 
-def site_view(
-    session: Session, site: Site, free: list[FreeCount], *, with_compartments: bool = False
+def site_views(
+    session: Session, sites: Sequence[Site], *, with_compartments: bool = False
+) -> list[SiteOut]:
+    """The sites as clients see them; counts for all of them come from two grouped queries."""
+    ids = [site.id for site in sites]
+    free = _free_counts(session, ids)
+    totals: dict[str, int] = {
+        site_id: count
+        for site_id, count in session.execute(
+            select(Compartment.site_id, func.count())
+            .where(Compartment.site_id.in_(ids))
+            .group_by(Compartment.site_id)
+        )
+    }
+    return [
+        _site_view(session, s, free.get(s.id, []), totals.get(s.id, 0), with_compartments)
+        for s in sites
+    ]
+
+
+def _site_view(
+    session: Session, site: Site, free: list[FreeCount], total: int, with_compartments: bool
 ) -> SiteOut:
     compartments = (
         session.scalars(
@@ -119,12 +135,6 @@ def site_view(
         ).all()
         if with_compartments
         else None
-    )
-    total = (
-        session.scalar(
-            select(func.count()).select_from(Compartment).where(Compartment.site_id == site.id)
-        )
-        or 0
     )
     return SiteOut(
         id=site.id,
@@ -271,20 +281,18 @@ def site_full(
 
 def list_sites(ctx: Context) -> SiteList:
     with ctx.db.read() as session:
-        free = free_counts(session)
         sites = session.scalars(select(Site).order_by(Site.name)).all()
-        return SiteList(items=[site_view(session, s, free.get(s.id, [])) for s in sites])
+        return SiteList(items=site_views(session, sites))
 
 
 def get_site(ctx: Context, site_id: str, *, with_compartments: bool = False) -> SiteOut:
     with ctx.db.read() as session:
         site = access_site(session, site_id)
-        free = free_counts(session, [site.id]).get(site.id, [])
-        return site_view(session, site, free, with_compartments=with_compartments)
+        return site_views(session, [site], with_compartments=with_compartments)[0]
 
 
 def create_site(ctx: Context, actor: Actor, spec: SiteIn) -> SiteOut:
     with ctx.db.transaction() as session:
         site = do_create_site(session, ctx, actor, spec)
         session.flush()
-        return site_view(session, site, free_counts(session, [site.id]).get(site.id, []))
+        return site_views(session, [site])[0]

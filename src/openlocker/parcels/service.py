@@ -63,11 +63,8 @@ def parcel_view(
     session: Session, parcel: Parcel, pickup: PickupCredentials | None = None
 ) -> ParcelOut:
     compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
-    dims = (
-        Dimensions(length=parcel.length_mm, width=parcel.width_mm, height=parcel.height_mm)
-        if parcel.length_mm and parcel.width_mm and parcel.height_mm
-        else None
-    )
+    box = _dimensions(parcel)
+    dims = Dimensions(length=box[0], width=box[1], height=box[2]) if box else None
     return ParcelOut(
         id=parcel.id,
         tracking_number=parcel.tracking_number,
@@ -95,13 +92,16 @@ def _compartment_ref(compartment: Compartment) -> CompartmentRef:
     return CompartmentRef(id=compartment.id, label=compartment.label, size=compartment.size_code)
 
 
+def _dimensions(parcel: Parcel) -> tuple[int, int, int] | None:
+    if parcel.length_mm and parcel.width_mm and parcel.height_mm:
+        return parcel.length_mm, parcel.width_mm, parcel.height_mm
+    return None
+
+
 def _need(parcel: Parcel) -> allocation.ParcelNeed:
-    dims = (
-        (parcel.length_mm, parcel.width_mm, parcel.height_mm)
-        if parcel.length_mm and parcel.width_mm and parcel.height_mm
-        else None
+    return allocation.ParcelNeed(
+        _dimensions(parcel), parcel.size_code, parcel.temperature, parcel.accessible
     )
-    return allocation.ParcelNeed(dims, parcel.size_code, parcel.temperature, parcel.accessible)
 
 
 def access_parcel(
