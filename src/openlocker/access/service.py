@@ -6,18 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
-from sqlalchemy.orm import Session
-
 from openlocker.access import attempts, credentials
-from openlocker.access.models import Credential
 from openlocker.core.context import Context
-from openlocker.core.db import is_postgres
-from openlocker.core.errors import Conflict, Forbidden, NotFound, TooManyAttempts
+from openlocker.core.errors import Conflict, Forbidden, TooManyAttempts
 from openlocker.core.ids import new_id
 from openlocker.core.keys import load_public_key
-from openlocker.lockers.models import Compartment, KioskAttempts, Site
-from openlocker.parcels.models import Parcel
+from openlocker.core.sql import Tx, values_clause
+from openlocker.lockers.service import SiteInfo
 
 #: Link tokens are not tied to a site: the recipient's page finds the parcel from the token.
 _ANY_SITE = "*"
@@ -39,26 +34,53 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
     return credentials.credential_digest(ctx.keyring, kind, scope, secret)
 
 
+_CREDENTIAL_COLUMNS = (
+    "id",
+    "parcel_id",
+    "site_id",
+    "kind",
+    "digest",
+    "active",
+    "expires_at",
+    "created_at",
+)
+_INSERT_CREDENTIALS: dict[int, str] = {}
+
+
+def _insert_credentials(
+    tx: Tx,
+    ctx: Context,
+    parcel_id: str,
+    site_id: str,
+    secrets: dict[str, str],
+    expires_at: datetime,
+) -> set[str]:
+    """Insert active credentials; returns the kinds stored (a PIN taken at the site is not)."""
+    sql = _INSERT_CREDENTIALS.get(len(secrets))
+    clause, names = values_clause(_CREDENTIAL_COLUMNS, len(secrets))
+    if sql is None:
+        sql = _INSERT_CREDENTIALS[len(secrets)] = (
+            f"INSERT INTO credentials ({', '.join(_CREDENTIAL_COLUMNS)}) VALUES {clause}"
+            " ON CONFLICT (site_id, kind, digest) WHERE active DO NOTHING RETURNING kind"
+        )
+    now = ctx.clock()
+    params: dict[str, Any] = {}
+    for row, (kind, secret) in zip(names, secrets.items(), strict=True):
+        digest = _digest(ctx, kind, site_id, secret)
+        values = (new_id("crd"), parcel_id, site_id, kind, digest, True, expires_at, now)
+        params.update(zip(row, values, strict=True))
+    return {kind for (kind,) in tx.all(sql, params)}
+
+
 def do_issue_credentials(
-    session: Session, ctx: Context, *, parcel_id: str, site: Site, expires_at: datetime
+    ctx: Context, tx: Tx, *, parcel_id: str, site: SiteInfo, expires_at: datetime
 ) -> IssuedCredentials:
-    """Issue a PIN (unique among the site's active ones), a signed QR token and a link token."""
-    for _ in range(_PIN_RETRIES):
-        pin = credentials.generate_pin(ctx.settings.pin_length)
-        pin_digest = _digest(ctx, "pin", site.id, pin)
-        with session.no_autoflush:  # pending writes go out together at commit
-            taken = session.scalar(
-                select(Credential.id).where(
-                    Credential.site_id == site.id,
-                    Credential.kind == "pin",
-                    Credential.digest == pin_digest,
-                    Credential.active.is_(True),
-                )
-            )
-        if taken is None:
-            break
-    else:  # pragma: no cover - needs ~10^7 active parcels at one site
-        raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
+    """Issue a PIN (unique among the site's active ones), a signed QR token and a link token.
+
+    The three are written in one statement; a PIN already active at the site is refused by
+    the unique index and drawn again.
+    """
+    pin = credentials.generate_pin(ctx.settings.pin_length)
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
         parcel_id=parcel_id,
@@ -67,48 +89,45 @@ def do_issue_credentials(
         key_version=site.key_version,
     )
     link = credentials.generate_link_token()
-    now = ctx.clock()
-    for kind, secret in (("pin", pin), ("qr", qr), ("link", link)):
-        session.add(
-            Credential(
-                id=new_id("crd"),
-                parcel_id=parcel_id,
-                site_id=site.id,
-                kind=kind,
-                digest=_digest(ctx, kind, site.id, secret),
-                active=True,
-                expires_at=expires_at,
-                created_at=now,
-            )
-        )
-    return IssuedCredentials(pin, qr, link, expires_at)
+    stored = _insert_credentials(
+        tx, ctx, parcel_id, site.id, {"pin": pin, "qr": qr, "link": link}, expires_at
+    )
+    for _ in range(_PIN_RETRIES):
+        if "pin" in stored:
+            return IssuedCredentials(pin, qr, link, expires_at)
+        pin = credentials.generate_pin(ctx.settings.pin_length)
+        stored = _insert_credentials(tx, ctx, parcel_id, site.id, {"pin": pin}, expires_at)
+    # pragma: no cover - needs ~10^7 active parcels at one site
+    raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
 
 
 def do_void_credentials(
-    session: Session, parcel_id: str, now: datetime, *, used_kind: str | None = None
+    tx: Tx, parcel_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
     """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
-    values: dict[str, Any] = {"active": False}
-    if used_kind is not None:
-        values["used_at"] = case((Credential.kind == used_kind, now), else_=Credential.used_at)
-    session.execute(
-        update(Credential)
-        .where(Credential.parcel_id == parcel_id, Credential.active.is_(True))
-        .values(**values)
+    tx.execute(
+        "UPDATE credentials SET active = FALSE,"
+        " used_at = CASE WHEN kind = :used_kind THEN :now ELSE used_at END"
+        " WHERE parcel_id = :parcel_id AND active",
+        {"used_kind": used_kind, "now": now, "parcel_id": parcel_id},
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
-    """The credential a code matched, with its parcel (locked) and the parcel's compartment."""
+    """The parcel a code matched (locked for update), with the compartment it is in."""
 
-    credential: Credential
-    parcel: Parcel
-    compartment: Compartment | None
+    parcel_id: str
+    status: str
+    tracking_number: str
+    carrier_org_id: str
+    compartment_id: str | None
+    compartment_label: str | None
+    compartment_size: str | None
 
 
-def check_credential(session: Session, ctx: Context, site: Site, kind: str, secret: str) -> Match:
-    """The active credential matching ``secret`` at ``site``, its parcel locked for update.
+def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: str) -> Match:
+    """The parcel whose active credential matches ``secret`` at ``site``, locked for update.
 
     Raises ``invalid_code`` (unknown or voided), ``code_used``, ``code_expired`` or ``wrong_site``.
     """
@@ -117,48 +136,34 @@ def check_credential(session: Session, ctx: Context, site: Site, kind: str, secr
         # The same check a locker makes offline with only the site's public key.
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
     # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
-    query = (
-        select(Credential, Parcel, Compartment)
-        .join(Parcel, Parcel.id == Credential.parcel_id)
-        .outerjoin(Compartment, Compartment.id == Parcel.compartment_id)
-        .where(Credential.kind == kind, Credential.digest == _digest(ctx, kind, site.id, secret))
-        .order_by(Credential.active.desc())
-        .limit(1)
+    row = tx.one(
+        "SELECT c.site_id, c.used_at, c.expires_at, c.active, p.id, p.status,"
+        " p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
+        " FROM credentials c JOIN parcels p ON p.id = c.parcel_id"
+        " LEFT JOIN compartments m ON m.id = p.compartment_id"
+        " WHERE c.kind = :kind AND c.digest = :digest ORDER BY c.active DESC LIMIT 1"
+        + (" FOR UPDATE OF p" if tx.postgres else ""),
+        {"kind": kind, "digest": _digest(ctx, kind, site.id, secret)},
     )
-    if is_postgres(session):
-        query = query.with_for_update(of=Parcel)
-    row = session.execute(query).first()
     if row is None:
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
-    credential = row.Credential
-    if credential.site_id != site.id:
+    site_id, used_at, expires_at, active, *parcel = row
+    if site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
-    if credential.used_at is not None:
+    if used_at is not None:
         raise Forbidden("The code has already been used.", code="code_used")
-    if credential.expires_at <= now:
+    if tx.time(expires_at) <= now:  # type: ignore[operator]
         raise Forbidden("The code has expired.", code="code_expired")
-    if not credential.active:
+    if not active:
         raise Forbidden("The code is no longer valid.", code="invalid_code")
-    return Match(credential, row.Parcel, row.Compartment)
+    return Match(*parcel)
 
 
-def access_kiosk_site(session: Session, site_id: str) -> tuple[Site, datetime | None]:
-    """The site and until when its kiosk refuses typed PINs, in one query."""
-    row = session.execute(
-        select(Site, KioskAttempts.locked_until)
-        .join(KioskAttempts, KioskAttempts.site_id == Site.id)
-        .where(Site.id == site_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"No site {site_id!r}.", code="site_not_found")
-    return row.Site, row.locked_until
-
-
-def _attempts_row(session: Session, site_id: str) -> KioskAttempts:
-    query = select(KioskAttempts).where(KioskAttempts.site_id == site_id)
-    if is_postgres(session):
-        query = query.with_for_update()
-    return session.scalars(query).one()
+def kiosk_locked_until(tx: Tx, site_id: str) -> datetime | None:
+    """Until when the site's kiosk refuses typed PINs (None: it takes them)."""
+    return tx.time(
+        tx.scalar("SELECT locked_until FROM kiosk_attempts WHERE site_id = :s", {"s": site_id})
+    )
 
 
 def check_typed_pins_allowed(locked_until: datetime | None, now: datetime) -> None:
@@ -173,17 +178,28 @@ def check_typed_pins_allowed(locked_until: datetime | None, now: datetime) -> No
         )
 
 
-def do_count_pin_failure(session: Session, site_id: str, now: datetime) -> int:
+def do_count_pin_failure(tx: Tx, site_id: str, now: datetime) -> int:
     """Count a wrong typed PIN; returns the lockout it starts, in seconds (0 for none).
 
     Only quiet time forgives earlier failures, never another recipient's right PIN: else an
     attacker would get fresh guesses after every pickup at a busy locker (docs/security.md).
     """
-    row = _attempts_row(session, site_id)
-    row.consecutive_failures = (
-        attempts.recent_failures(row.consecutive_failures, row.last_failure_at, now) + 1
+    row = tx.one(
+        "SELECT consecutive_failures, last_failure_at FROM kiosk_attempts"
+        f" WHERE site_id = :site_id{tx.for_update}",
+        {"site_id": site_id},
     )
-    row.last_failure_at = now
-    lockout = attempts.lockout_seconds(row.consecutive_failures)
-    row.locked_until = now + timedelta(seconds=lockout) if lockout else None
+    assert row is not None, "every site has its kiosk_attempts row"
+    failures = attempts.recent_failures(row[0], tx.time(row[1]), now) + 1
+    lockout = attempts.lockout_seconds(failures)
+    tx.execute(
+        "UPDATE kiosk_attempts SET consecutive_failures = :failures, last_failure_at = :now,"
+        " locked_until = :until WHERE site_id = :site_id",
+        {
+            "failures": failures,
+            "now": now,
+            "until": now + timedelta(seconds=lockout) if lockout else None,
+            "site_id": site_id,
+        },
+    )
     return lockout

@@ -11,37 +11,43 @@ chain head for the length of its commit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from openlocker.audit.models import AuditEvent, AuditHead, OutboxMessage
+from openlocker.audit.models import AuditEvent, AuditHead
 from openlocker.audit.schemas import EventList, EventOut
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import InvalidInput
 from openlocker.core.ids import new_id
+from openlocker.core.sql import Tx, values_clause
 
 GENESIS = "0" * 64
 
 
-def event_hash(prev_hash: str, event: AuditEvent) -> str:
-    """SHA-256 over the previous hash and every field a reader relies on."""
+#: The fields an event's hash covers, in order (after the previous hash).
+EVENT_FIELDS = ("id", "name", "actor", "site_id", "parcel_id", "compartment_id", "at", "data")
+
+
+def event_hash(prev_hash: str, fields: Sequence[Any]) -> str:
+    """SHA-256 over the previous hash and every field a reader relies on (``EVENT_FIELDS``)."""
+    event_id, name, actor, site_id, parcel_id, compartment_id, at, data = fields
     body = orjson.dumps(
         [
             prev_hash,
-            event.id,
-            event.name,
-            event.actor,
-            event.site_id,
-            event.parcel_id,
-            event.compartment_id,
-            event.at.isoformat(timespec="microseconds"),
-            event.data,
+            event_id,
+            name,
+            actor,
+            site_id,
+            parcel_id,
+            compartment_id,
+            at.isoformat(timespec="microseconds"),
+            data,
         ],
         option=orjson.OPT_SORT_KEYS,
     )
@@ -49,7 +55,7 @@ def event_hash(prev_hash: str, event: AuditEvent) -> str:
 
 
 def record(
-    session: Session,
+    tx: Tx,
     name: str,
     actor: Actor,
     at: datetime,
@@ -59,42 +65,69 @@ def record(
     compartment_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit event to the current transaction; the sealer chains it after commit."""
-    event = AuditEvent(
-        id=new_id("evt"),
-        name=name,
-        actor=actor.name,
-        site_id=site_id,
-        parcel_id=parcel_id,
-        compartment_id=compartment_id,
-        at=at,
-        data=data or {},
+    """Write an audit event in the current transaction; the sealer chains it after commit."""
+    tx.execute(
+        "INSERT INTO audit_events (id, name, actor, site_id, parcel_id, compartment_id, at, data)"
+        " VALUES (:id, :name, :actor, :site_id, :parcel_id, :compartment_id, :at, :data)",
+        {
+            "id": new_id("evt"),
+            "name": name,
+            "actor": actor.name,
+            "site_id": site_id,
+            "parcel_id": parcel_id,
+            "compartment_id": compartment_id,
+            "at": at,
+            "data": tx.json_param(data or {}),
+        },
     )
-    session.add(event)
 
 
-def enqueue(
-    session: Session,
-    topic: str,
-    payload: dict[str, Any],
-    at: datetime,
-    *,
-    parcel_id: str | None = None,
-    sealed: str | None = None,
-) -> None:
-    """Queue a side effect (message, webhook, locker command); it leaves after commit."""
-    session.add(
-        OutboxMessage(
-            id=new_id("obx"),
-            topic=topic,
-            parcel_id=parcel_id,
-            payload=payload,
-            sealed=sealed,
-            created_at=at,
-            available_at=at,
-            attempts=0,
+@dataclass(frozen=True)
+class Message:
+    """A side effect (recipient message, webhook, locker command) waiting in the outbox."""
+
+    topic: str
+    payload: dict[str, Any]
+    parcel_id: str | None = None
+    #: Credentials for the recipient, AES-GCM sealed with the server key.
+    sealed: str | None = None
+
+
+_OUTBOX_COLUMNS = (
+    "id",
+    "topic",
+    "parcel_id",
+    "payload",
+    "sealed",
+    "created_at",
+    "available_at",
+    "attempts",
+)
+
+
+def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
+    """Queue side effects in the current transaction, in one statement; they leave after commit."""
+    clause, names = values_clause(_OUTBOX_COLUMNS, len(messages))
+    params: dict[str, Any] = {}
+    for row, message in zip(names, messages, strict=True):
+        values = (
+            new_id("obx"),
+            message.topic,
+            message.parcel_id,
+            tx.json_param(message.payload),
+            message.sealed,
+            at,
+            at,
+            0,
         )
-    )
+        params.update(zip(row, values, strict=True))
+    tx.execute(f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {clause}", params)
+
+
+_PENDING = (
+    "SELECT seq, " + ", ".join(EVENT_FIELDS) + " FROM audit_events"
+    " WHERE chain_index IS NULL ORDER BY seq LIMIT :batch"
+)
 
 
 def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
@@ -106,31 +139,31 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
     """
     sealed = 0
     while True:
-        with ctx.db.transaction() as session:
-            head = session.execute(
-                select(AuditHead).where(AuditHead.id == 1).with_for_update()
-            ).scalar_one()
-            pending = session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.chain_index.is_(None))
-                .order_by(AuditEvent.seq)
-                .limit(batch)
-            ).all()
+        with ctx.db.sql.transaction() as tx:
+            head = tx.one(f"SELECT hash, count FROM audit_head WHERE id = 1{tx.for_update}")
+            assert head is not None, "audit_head is seeded by the first migration"
+            pending = tx.all(_PENDING, {"batch": batch})
             if not pending:
                 return sealed
-            prev, index = head.hash, head.count
+            prev, index = head[0], head[1]
             changes = []
-            for event in pending:
+            for seq, *fields in pending:
+                fields[6] = tx.time(fields[6])
+                fields[7] = tx.json(fields[7])
                 index += 1
-                digest = event_hash(prev, event)
+                digest = event_hash(prev, fields)
                 changes.append(
-                    {"seq": event.seq, "chain_index": index, "prev_hash": prev, "hash": digest}
+                    {"seq": seq, "chain_index": index, "prev_hash": prev, "hash": digest}
                 )
                 prev = digest
-            session.expunge_all()
-            session.execute(update(AuditEvent), changes)
-            session.execute(
-                update(AuditHead).where(AuditHead.id == 1).values(hash=prev, count=index)
+            tx.execute_many(
+                "UPDATE audit_events SET chain_index = :chain_index, prev_hash = :prev_hash,"
+                " hash = :hash WHERE seq = :seq",
+                changes,
+            )
+            tx.execute(
+                "UPDATE audit_head SET hash = :hash, count = :count WHERE id = 1",
+                {"hash": prev, "count": index},
             )
             sealed += len(pending)
         if len(pending) < batch:
@@ -160,7 +193,7 @@ def check_chain(session: Session, *, batch: int = 5000) -> ChainReport:
             return ChainReport(
                 False, checked, event.seq, event.id, "link to the previous event broken"
             )
-        if event_hash(prev, event) != event.hash:
+        if event_hash(prev, [getattr(event, f) for f in EVENT_FIELDS]) != event.hash:
             return ChainReport(False, checked, event.seq, event.id, "event content altered")
         prev = event.hash
         checked += 1

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from openlocker.core.clock import as_utc
+from openlocker.core.sql import SqlRunner
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -104,6 +105,8 @@ class Database:
         # SQLite lets one writer in at a time and makes the others poll; queueing this
         # process's writers on a lock instead keeps the tail latency short.
         self._writer_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        #: Plain-SQL transactions for the hot use cases (``core.sql``), same pool and lock.
+        self.sql = SqlRunner(self.engine, self._writer_lock)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

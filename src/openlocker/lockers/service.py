@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlocker.audit.service import record
 from openlocker.core.context import Actor, Context
-from openlocker.core.db import is_postgres
 from openlocker.core.errors import Conflict, InvalidInput, NotFound
 from openlocker.core.ids import new_id
+from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
-from openlocker.lockers.models import Compartment, KioskAttempts, Site, SizeClass
+from openlocker.lockers.models import Compartment, KioskAttempts, Site
 from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
 
 
-def load_sizes(ctx: Context, session: Session) -> dict[str, allocation.SizeClass]:
+def load_sizes(ctx: Context, tx: Tx) -> dict[str, allocation.SizeClass]:
     """The network's size classes (cached for ``ctx.cache.ttl``: they change rarely)."""
 
     def load() -> dict[str, allocation.SizeClass]:
-        rows = session.scalars(select(SizeClass)).all()
-        return {
-            r.code: allocation.SizeClass(r.code, r.width_mm, r.height_mm, r.depth_mm) for r in rows
-        }
+        rows = tx.all("SELECT code, width_mm, height_mm, depth_mm FROM size_classes")
+        return {row[0]: allocation.SizeClass(*row) for row in rows}
 
     sizes: dict[str, allocation.SizeClass] = ctx.cache.get_or_load("size-classes", load)
     return sizes
@@ -33,7 +33,7 @@ def load_sizes(ctx: Context, session: Session) -> dict[str, allocation.SizeClass
 
 def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -> Site:
     """Create a site with its compartments; each compartment's size must exist."""
-    sizes = load_sizes(ctx, session)
+    sizes = load_sizes(ctx, Tx.of(session))
     labels = [c.label for c in spec.compartments]
     if len(set(labels)) != len(labels):
         raise InvalidInput(
@@ -74,7 +74,7 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         for c in spec.compartments
     )
     record(
-        session,
+        Tx.of(session),
         "site.created",
         actor,
         now,
@@ -173,99 +173,124 @@ def check_fits_network(sizes: dict[str, allocation.SizeClass], need: allocation.
         )
 
 
-def _free_of_size(site: Site, need: allocation.ParcelNeed, size_code: str) -> Select[Compartment]:
-    """Free compartments of one size that suit ``need``, in ``allocation.rank_candidates`` order."""
-    query = select(Compartment).where(
-        Compartment.site_id == site.id,
-        Compartment.state == "free",
-        Compartment.size_code == size_code,
-        Compartment.temperature == need.temperature,
+@dataclass(frozen=True, slots=True)
+class SiteInfo:
+    """What the lifecycle needs of a site; cached like size classes (they change rarely)."""
+
+    id: str
+    name: str
+    address: str
+    lat: float
+    lon: float
+    dwell_hours: int
+    key_version: int
+    public_key: str
+
+
+def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
+    """The site, from the cache or one query; ``site_not_found`` when there is none."""
+
+    def load() -> SiteInfo | None:
+        row = tx.one(
+            "SELECT id, name, address, lat, lon, dwell_hours, key_version, public_key"
+            " FROM sites WHERE id = :id",
+            {"id": site_id},
+        )
+        return None if row is None else SiteInfo(*row)
+
+    site: SiteInfo | None = ctx.cache.get_or_load(("site", site_id), load)
+    if site is None:
+        ctx.cache.discard(("site", site_id))
+        raise NotFound(f"No site {site_id!r}.", code="site_not_found")
+    return site
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A compartment a parcel just got."""
+
+    id: str
+    label: str
+    size_code: str
+
+
+def suitable_free(
+    sizes: dict[str, allocation.SizeClass], site_id: str, need: allocation.ParcelNeed
+) -> tuple[str, str, dict[str, Any]]:
+    """SQL for the site's free compartments that suit ``need``: (WHERE, ORDER BY, params).
+
+    The order is ``allocation.rank_candidates``'s: the smallest size that fits, then the
+    least used door, then the label.
+    """
+    fitting = [size.code for size in allocation.fitting_sizes(need, sizes.values())]
+    params: dict[str, Any] = {f"size_{i}": code for i, code in enumerate(fitting)}
+    params.update(site_id=site_id, temperature=need.temperature)
+    listed = ", ".join(f":size_{i}" for i in range(len(fitting))) or "NULL"
+    where = (
+        "site_id = :site_id AND state = 'free' AND temperature = :temperature"
+        f" AND size_code IN ({listed})"
     )
     if need.accessible:
-        query = query.where(Compartment.floor_height_mm <= allocation.ACCESSIBLE_MAX_FLOOR_MM)
-    return query.order_by(Compartment.use_count, Compartment.label).limit(1)
-
-
-def _best_free(
-    session: Session,
-    sizes: dict[str, allocation.SizeClass],
-    site: Site,
-    need: allocation.ParcelNeed,
-    *,
-    lock: bool,
-) -> Compartment | None:
-    """The best free compartment for ``need``, asked one fitting size at a time."""
-    for size in allocation.fitting_sizes(need, sizes.values()):
-        query = _free_of_size(site, need, size.code)
-        if lock and is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        compartment = session.scalars(query).first()
-        if compartment is not None:
-            return compartment
-    return None
-
-
-def check_room(
-    session: Session,
-    sizes: dict[str, allocation.SizeClass],
-    site: Site,
-    need: allocation.ParcelNeed,
-) -> None:
-    """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
-    if _best_free(session, sizes, site, need, lock=False) is None:
-        raise site_full(session, sizes, site, need)
+        where += " AND floor_height_mm <= :max_floor"
+        params["max_floor"] = allocation.ACCESSIBLE_MAX_FLOOR_MM
+    rank = " ".join(f"WHEN :size_{i} THEN {i}" for i in range(len(fitting)))
+    order = f"CASE size_code {rank} END, use_count, label" if fitting else "label"
+    return where, order, params
 
 
 def do_claim_compartment(
-    session: Session,
-    sizes: dict[str, allocation.SizeClass],
-    site: Site,
+    ctx: Context,
+    tx: Tx,
+    site: SiteInfo,
     need: allocation.ParcelNeed,
-) -> Compartment:
-    """Lock the best free compartment of ``site`` for ``need``, or raise ``site_full``.
+    *,
+    state: str,
+) -> Claimed:
+    """Claim the best free compartment for ``need`` into ``state``, or raise ``site_full``.
 
-    Best is ``allocation.rank_candidates``'s order: the smallest size that fits, then the
-    least used door, then the label. It is asked of the database one size at a time, so a
-    claim costs one query however large the site. The caller changes the compartment's
-    state in the same transaction. Racing claims never get the same compartment: SKIP
-    LOCKED on PostgreSQL (a locked row is passed over for the next best), BEGIN IMMEDIATE
-    on SQLite, and a unique index on live parcels' compartments underneath.
+    Best is ``allocation.rank_candidates``'s order, asked of the database in the same
+    statement that changes the compartment, so a claim costs one statement however large
+    the site. An occupied door counts one more use. Racing claims never get the same
+    compartment: SKIP LOCKED on PostgreSQL (a locked row is passed over for the next best),
+    BEGIN IMMEDIATE on SQLite, and a unique index on live parcels' compartments underneath.
     """
-    compartment = _best_free(session, sizes, site, need, lock=True)
-    if compartment is None:
-        raise site_full(session, sizes, site, need)
-    return compartment
+    sizes = load_sizes(ctx, tx)
+    where, order, params = suitable_free(sizes, site.id, need)
+    row = tx.one(
+        "UPDATE compartments SET state = :new_state, use_count = use_count + :uses"
+        f" WHERE id = (SELECT id FROM compartments WHERE {where} ORDER BY {order} LIMIT 1"
+        f"{tx.skip_locked}) RETURNING id, label, size_code",
+        {**params, "new_state": state, "uses": 1 if state == "occupied" else 0},
+    )
+    if row is None:
+        raise site_full(tx, sizes, site, need)
+    return Claimed(*row)
 
 
 def site_full(
-    session: Session,
+    tx: Tx,
     sizes: dict[str, allocation.SizeClass],
-    site: Site,
+    site: SiteInfo,
     need: allocation.ParcelNeed,
 ) -> Conflict:
     """The ``site_full`` error, naming the nearest sites that have room for this parcel."""
-    groups = session.execute(
-        select(
-            Compartment.site_id,
-            Compartment.size_code,
-            Compartment.temperature,
-            func.min(Compartment.floor_height_mm),
-        )
-        .where(Compartment.state == "free", Compartment.site_id != site.id)
-        .group_by(Compartment.site_id, Compartment.size_code, Compartment.temperature)
-    ).all()
+    groups = tx.all(
+        "SELECT site_id, size_code, temperature, MIN(floor_height_mm) FROM compartments"
+        " WHERE state = 'free' AND site_id <> :site_id GROUP BY site_id, size_code, temperature",
+        {"site_id": site.id},
+    )
     with_room = set()
     for site_id, size_code, temperature, lowest_floor in groups:
         probe = allocation.Candidate("", "", sizes[size_code], temperature, lowest_floor, 0)
         if allocation.rank_candidates(need, [probe], sizes=sizes):
             with_room.add(site_id)
-    others = session.execute(
-        select(Site.id, Site.name, Site.lat, Site.lon).where(Site.id != site.id)
-    ).all()
+    others = tx.all(
+        "SELECT id, name, lat, lon FROM sites WHERE id <> :site_id", {"site_id": site.id}
+    )
     nearest = allocation.nearest_with_room(
         site.lat,
         site.lon,
-        [allocation.SiteRoom(o.id, o.name, o.lat, o.lon, o.id in with_room) for o in others],
+        [allocation.SiteRoom(i, name, lat, lon, i in with_room) for i, name, lat, lon in others],
     )
     return Conflict(
         f"Site {site.name!r} has no free compartment for this parcel.",

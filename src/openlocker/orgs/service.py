@@ -12,6 +12,7 @@ from openlocker.audit.service import record
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from openlocker.core.ids import new_id
+from openlocker.core.sql import Tx
 from openlocker.orgs.models import ORG_KINDS, ApiKey, Organization
 from openlocker.orgs.schemas import ApiKeyInfo, ApiKeyList, ApiKeyOut, OrganizationOut
 
@@ -63,7 +64,13 @@ def do_create_organization(
     now = ctx.clock()
     org = Organization(id=new_id("org"), name=name, kind=kind, created_at=now)
     session.add(org)
-    record(session, "org.created", actor, now, data={"org_id": org.id, "kind": kind, "name": name})
+    record(
+        Tx.of(session),
+        "org.created",
+        actor,
+        now,
+        data={"org_id": org.id, "kind": kind, "name": name},
+    )
     return org
 
 
@@ -87,7 +94,7 @@ def do_create_api_key(
     )
     session.add(key)
     record(
-        session,
+        Tx.of(session),
         "api_key.created",
         actor,
         now,
@@ -179,7 +186,11 @@ def revoke_api_key(ctx: Context, actor: Actor, org_id: str, key_id: str) -> ApiK
             now = ctx.clock()
             key.revoked_at = now
             record(
-                session, "api_key.revoked", actor, now, data={"key_id": key.id, "org_id": org_id}
+                Tx.of(session),
+                "api_key.revoked",
+                actor,
+                now,
+                data={"key_id": key.id, "org_id": org_id},
             )
         info = _key_info(key)
     ctx.cache.discard(("api-key", key.key_digest))

@@ -1,38 +1,39 @@
 """The parcel lifecycle: announce, deposit, pickup, cancel, expire, return.
 
 Each public function is one use case in one transaction. State changes write their audit
-event and their outbox messages in that transaction.
+event and their outbox messages in that transaction. The use cases speak SQL through
+``core.sql.Tx`` (no ORM on this path: it is the busiest code of a network), a few
+statements each: see docs/operations.md for what each costs.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from openlocker.access import service as access
-from openlocker.audit.service import enqueue, record
+from openlocker.audit.service import Message, enqueue, record
 from openlocker.core.context import Actor, Context
-from openlocker.core.db import is_postgres
 from openlocker.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.keys import b64url, unb64url
+from openlocker.core.sql import Row, Tx
 from openlocker.lockers import allocation
-from openlocker.lockers.models import Compartment, Site
 from openlocker.lockers.service import (
-    access_site,
+    Claimed,
+    SiteInfo,
+    access_site_info,
     check_fits_network,
-    check_room,
     do_claim_compartment,
     load_sizes,
+    site_full,
+    suitable_free,
 )
 from openlocker.orgs.service import Principal
-from openlocker.parcels.models import IdempotencyRecord, Parcel
 from openlocker.parcels.schemas import (
     AnnounceIn,
     CompartmentRef,
@@ -56,26 +57,92 @@ class Answer:
     replayed: bool = False
 
 
-# --- views -------------------------------------------------------------------------------
+# --- rows and views ------------------------------------------------------------------------
 
 
-def parcel_view(
-    session: Session, parcel: Parcel, pickup: PickupCredentials | None = None
-) -> ParcelOut:
-    compartment = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
+@dataclass(slots=True)
+class ParcelRow:
+    """A parcel as stored (the ``parcels`` columns, in order), with its compartment's name."""
+
+    id: str
+    carrier_org_id: str
+    tracking_number: str
+    site_id: str
+    status: str
+    size_code: str | None
+    length_mm: int | None
+    width_mm: int | None
+    height_mm: int | None
+    weight_g: int | None
+    temperature: str
+    accessible: bool
+    recipient: dict[str, Any]
+    notify: str
+    compartment_id: str | None = None
+    reserved_until: datetime | None = None
+    dwell_deadline: datetime | None = None
+    announced_at: datetime | None = None
+    deposited_at: datetime | None = None
+    picked_up_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    expired_at: datetime | None = None
+    returned_at: datetime | None = None
+    #: Not columns of ``parcels``: joined from the compartment.
+    compartment_label: str | None = None
+    compartment_size: str | None = None
+
+
+_COLUMNS = [f.name for f in fields(ParcelRow)][:-2]
+_TIMES = {i for i, name in enumerate(_COLUMNS) if name.endswith(("_at", "_until", "_deadline"))}
+_RECIPIENT = _COLUMNS.index("recipient")
+_ACCESSIBLE = _COLUMNS.index("accessible")
+_SELECT = (
+    "SELECT "
+    + ", ".join(f"p.{c}" for c in _COLUMNS)
+    + ", m.label, m.size_code FROM parcels p LEFT JOIN compartments m ON m.id = p.compartment_id"
+)
+_INSERT = (
+    f"INSERT INTO parcels ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+    " ON CONFLICT (carrier_org_id, tracking_number) DO NOTHING RETURNING id"
+)
+
+
+def _parcel(tx: Tx, row: Row) -> ParcelRow:
+    values = list(row)
+    for i in _TIMES:
+        values[i] = tx.time(values[i])
+    values[_RECIPIENT] = tx.json(values[_RECIPIENT])
+    values[_ACCESSIBLE] = bool(values[_ACCESSIBLE])
+    return ParcelRow(*values)
+
+
+def _lock(tx: Tx, *, skip_locked: bool = False) -> str:
+    """Lock the parcel rows a query returns (``p``), not their compartments."""
+    if not tx.postgres:
+        return ""
+    return " FOR UPDATE OF p SKIP LOCKED" if skip_locked else " FOR UPDATE OF p"
+
+
+def parcel_view(parcel: ParcelRow, pickup: PickupCredentials | None = None) -> ParcelOut:
     box = _dimensions(parcel)
-    dims = Dimensions(length=box[0], width=box[1], height=box[2]) if box else None
+    compartment = (
+        CompartmentRef(
+            id=parcel.compartment_id, label=parcel.compartment_label, size=parcel.compartment_size
+        )
+        if parcel.compartment_id and parcel.compartment_label and parcel.compartment_size
+        else None
+    )
     return ParcelOut(
         id=parcel.id,
         tracking_number=parcel.tracking_number,
         site_id=parcel.site_id,
         status=parcel.status,
         size=parcel.size_code,
-        dimensions_mm=dims,
+        dimensions_mm=Dimensions(length=box[0], width=box[1], height=box[2]) if box else None,
         temperature=parcel.temperature,
         accessible=parcel.accessible,
         notify=parcel.notify,
-        compartment=_compartment_ref(compartment) if compartment else None,
+        compartment=compartment,
         reserved_until=parcel.reserved_until,
         dwell_deadline=parcel.dwell_deadline,
         announced_at=parcel.announced_at,
@@ -88,42 +155,47 @@ def parcel_view(
     )
 
 
-def _compartment_ref(compartment: Compartment) -> CompartmentRef:
-    return CompartmentRef(id=compartment.id, label=compartment.label, size=compartment.size_code)
-
-
-def _dimensions(parcel: Parcel) -> tuple[int, int, int] | None:
+def _dimensions(parcel: ParcelRow) -> tuple[int, int, int] | None:
     if parcel.length_mm and parcel.width_mm and parcel.height_mm:
         return parcel.length_mm, parcel.width_mm, parcel.height_mm
     return None
 
 
-def _need(parcel: Parcel) -> allocation.ParcelNeed:
+def _need(parcel: ParcelRow) -> allocation.ParcelNeed:
     return allocation.ParcelNeed(
         _dimensions(parcel), parcel.size_code, parcel.temperature, parcel.accessible
     )
 
 
-def access_parcel(
-    session: Session, principal: Principal, parcel_id: str, *, lock: bool = False
-) -> Parcel:
-    """The parcel if the principal may see it; another carrier's parcel is a 404.
-
-    Its site is loaded in the same query (into the session), since most use cases need it.
-    """
-    query = select(Parcel, Site).join(Site, Site.id == Parcel.site_id).where(Parcel.id == parcel_id)
+def access_parcel(tx: Tx, principal: Principal, parcel_id: str, *, lock: bool = False) -> ParcelRow:
+    """The parcel if the principal may see it; another carrier's parcel is a 404."""
+    sql = _SELECT + " WHERE p.id = :id"
+    params = {"id": parcel_id}
     if not principal.is_admin:
-        query = query.where(Parcel.carrier_org_id == principal.org_id)
-    if lock and is_postgres(session):
-        query = query.with_for_update(of=Parcel)
-    row = session.execute(query).first()
+        sql += " AND p.carrier_org_id = :org_id"
+        params["org_id"] = principal.org_id
+    row = tx.one(sql + (_lock(tx) if lock else ""), params)
     if row is None:
         raise NotFound(f"No parcel {parcel_id!r}.", code="parcel_not_found")
-    parcel: Parcel = row.Parcel
-    return parcel
+    return _parcel(tx, row)
 
 
-def _transition_error(parcel: Parcel, action: str) -> Conflict:
+def _set(tx: Tx, parcel: ParcelRow, **changes: Any) -> None:
+    """Change columns of a parcel, in the database and in ``parcel``."""
+    for name, value in changes.items():
+        setattr(parcel, name, value)
+    assignments = ", ".join(f"{name} = :{name}" for name in changes)
+    tx.execute(f"UPDATE parcels SET {assignments} WHERE id = :id", {**changes, "id": parcel.id})
+
+
+def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
+    tx.execute(
+        "UPDATE compartments SET state = :state WHERE id = :id",
+        {"state": state, "id": compartment_id},
+    )
+
+
+def _transition_error(parcel: ParcelRow, action: str) -> Conflict:
     return Conflict(
         f"A parcel that is {parcel.status} cannot be {action}.",
         code="invalid_transition",
@@ -138,37 +210,43 @@ def _request_digest(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _stored_answer(
-    session: Session, org_id: str, endpoint: str, key: str, digest: str
-) -> IdempotencyRecord | None:
-    stored = session.get(IdempotencyRecord, (org_id, endpoint, key))
-    if stored is not None and stored.request_digest != digest:
+@dataclass(frozen=True)
+class _Stored:
+    status_code: int
+    body: str
+
+
+def _stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) -> _Stored | None:
+    row = tx.one(
+        "SELECT request_digest, status_code, body FROM idempotency_records"
+        " WHERE org_id = :org_id AND endpoint = :endpoint AND key = :key",
+        {"org_id": org_id, "endpoint": endpoint, "key": key},
+    )
+    if row is None:
+        return None
+    if row[0] != digest:
         raise InvalidInput(
             "This Idempotency-Key was used with a different request.", code="idempotency_key_reused"
         )
-    return stored
+    return _Stored(row[1], row[2])
 
 
 def _remember(
-    session: Session,
-    ctx: Context,
-    org_id: str,
-    endpoint: str,
-    key: str,
-    digest: str,
-    answer: Answer,
+    tx: Tx, ctx: Context, org_id: str, endpoint: str, key: str, digest: str, answer: Answer
 ) -> None:
-    body = answer.parcel.model_copy(update={"pickup": None}).model_dump_json()
-    session.add(
-        IdempotencyRecord(
-            org_id=org_id,
-            endpoint=endpoint,
-            key=key,
-            request_digest=digest,
-            status_code=answer.status_code,
-            body=body,
-            created_at=ctx.clock(),
-        )
+    tx.execute(
+        "INSERT INTO idempotency_records"
+        " (org_id, endpoint, key, request_digest, status_code, body, created_at)"
+        " VALUES (:org_id, :endpoint, :key, :digest, :status_code, :body, :at)",
+        {
+            "org_id": org_id,
+            "endpoint": endpoint,
+            "key": key,
+            "digest": digest,
+            "status_code": answer.status_code,
+            "body": answer.parcel.model_copy(update={"pickup": None}).model_dump_json(),
+            "at": ctx.clock(),
+        },
     )
 
 
@@ -192,30 +270,18 @@ def announce(
         request.temperature,
         request.accessible,
     )
-    with ctx.db.transaction() as session:
+    with ctx.db.sql.transaction() as tx:
         if idempotency_key is not None:
-            stored = _stored_answer(session, principal.org_id, "announce", idempotency_key, digest)
+            stored = _stored_answer(tx, principal.org_id, "announce", idempotency_key, digest)
             if stored is not None:
                 return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
-        site = access_site(session, request.site_id)
-        sizes = load_sizes(ctx, session)
+        site = access_site_info(ctx, tx, request.site_id)
+        sizes = load_sizes(ctx, tx)
         if request.size is not None and request.size not in sizes:
             raise InvalidInput(f"Unknown size class {request.size!r}.", code="unknown_size")
         check_fits_network(sizes, need)
-        duplicate = session.scalar(
-            select(Parcel.id).where(
-                Parcel.carrier_org_id == principal.org_id,
-                Parcel.tracking_number == request.tracking_number,
-            )
-        )
-        if duplicate is not None:
-            raise Conflict(
-                f"Tracking number {request.tracking_number!r} is already announced.",
-                code="duplicate_tracking_number",
-                extra={"parcel_id": duplicate},
-            )
         now = ctx.clock()
-        parcel = Parcel(
+        parcel = ParcelRow(
             id=new_id("prc"),
             carrier_org_id=principal.org_id,
             tracking_number=request.tracking_number,
@@ -232,36 +298,64 @@ def announce(
             notify=request.notify,
             announced_at=now,
         )
-        compartment = None
         if request.reserve:
-            compartment = do_claim_compartment(session, sizes, site, need)
-            compartment.state = "reserved"
-            parcel.compartment_id = compartment.id
+            claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
+            _put_in(parcel, claimed)
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
         else:
-            check_room(session, sizes, site, need)
-        session.add(parcel)
+            _check_room(tx, sizes, site, need)
+        _insert(tx, parcel)
         record(
-            session,
+            tx,
             "parcel.announced",
             principal.actor,
             now,
             site_id=site.id,
             parcel_id=parcel.id,
-            compartment_id=compartment.id if compartment else None,
+            compartment_id=parcel.compartment_id,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
-        session.flush()
-        answer = Answer(201, parcel_view(session, parcel))
+        answer = Answer(201, parcel_view(parcel))
         if idempotency_key is not None:
-            _remember(session, ctx, principal.org_id, "announce", idempotency_key, digest, answer)
+            _remember(tx, ctx, principal.org_id, "announce", idempotency_key, digest, answer)
     return answer
+
+
+def _check_room(
+    tx: Tx, sizes: dict[str, allocation.SizeClass], site: SiteInfo, need: allocation.ParcelNeed
+) -> None:
+    """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
+    where, _, params = suitable_free(sizes, site.id, need)
+    if tx.one(f"SELECT 1 FROM compartments WHERE {where} LIMIT 1", params) is None:
+        raise site_full(tx, sizes, site, need)
+
+
+def _insert(tx: Tx, parcel: ParcelRow) -> None:
+    """Store a new parcel; its carrier's tracking number must be new."""
+    params = {c: getattr(parcel, c) for c in _COLUMNS}
+    params["recipient"] = tx.json_param(parcel.recipient)
+    if tx.one(_INSERT, params) is None:
+        duplicate = tx.scalar(
+            "SELECT id FROM parcels WHERE carrier_org_id = :org AND tracking_number = :number",
+            {"org": parcel.carrier_org_id, "number": parcel.tracking_number},
+        )
+        raise Conflict(
+            f"Tracking number {parcel.tracking_number!r} is already announced.",
+            code="duplicate_tracking_number",
+            extra={"parcel_id": duplicate},
+        )
+
+
+def _put_in(parcel: ParcelRow, compartment: Claimed) -> None:
+    parcel.compartment_id = compartment.id
+    parcel.compartment_label = compartment.label
+    parcel.compartment_size = compartment.size_code
 
 
 def get_parcel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     principal.check_scope("parcels:read")
-    with ctx.db.read() as session:
-        return parcel_view(session, access_parcel(session, principal, parcel_id))
+    with ctx.db.sql.transaction(write=False) as tx:
+        return parcel_view(access_parcel(tx, principal, parcel_id))
 
 
 def list_parcels(
@@ -276,22 +370,25 @@ def list_parcels(
 ) -> ParcelList:
     """The principal's parcels, newest first, ``limit`` at a time; pass ``next_cursor`` on."""
     principal.check_scope("parcels:read")
-    query = select(Parcel).order_by(Parcel.id.desc()).limit(limit + 1)
-    if not principal.is_admin:
-        query = query.where(Parcel.carrier_org_id == principal.org_id)
-    if status is not None:
-        query = query.where(Parcel.status == status)
-    if site_id is not None:
-        query = query.where(Parcel.site_id == site_id)
-    if tracking_number is not None:
-        query = query.where(Parcel.tracking_number == tracking_number)
+    filters = {
+        "p.carrier_org_id": None if principal.is_admin else principal.org_id,
+        "p.status": status,
+        "p.site_id": site_id,
+        "p.tracking_number": tracking_number,
+    }
+    conditions = [f"{column} = :f{i}" for i, column in enumerate(filters)]
+    params: dict[str, Any] = {f"f{i}": value for i, value in enumerate(filters.values())}
+    where = [c for c, value in zip(conditions, filters.values(), strict=True) if value is not None]
     if cursor is not None:
-        query = query.where(Parcel.id < decode_cursor(cursor))
-    with ctx.db.read() as session:
-        rows = session.scalars(query).all()
-        items = [parcel_view(session, p) for p in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return ParcelList(items=items, next_cursor=next_cursor)
+        where.append("p.id < :cursor")
+        params["cursor"] = decode_cursor(cursor)
+    params = {k: v for k, v in params.items() if v is not None}
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    with ctx.db.sql.transaction(write=False) as tx:
+        rows = tx.all(sql + " ORDER BY p.id DESC LIMIT :limit", {**params, "limit": limit + 1})
+        parcels = [_parcel(tx, row) for row in rows]
+    next_cursor = encode_cursor(parcels[limit - 1].id) if len(parcels) > limit else None
+    return ParcelList(items=[parcel_view(p) for p in parcels[:limit]], next_cursor=next_cursor)
 
 
 def encode_cursor(last_id: str) -> str:
@@ -317,62 +414,68 @@ def deposit(
     principal.check_scope("parcels:write")
     digest = _request_digest({"parcel_id": parcel_id})
     endpoint = f"deposit:{parcel_id}"
-    with ctx.db.transaction() as session:
-        parcel = access_parcel(session, principal, parcel_id, lock=True)
+    with ctx.db.sql.transaction() as tx:
+        parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if idempotency_key is not None:
-            stored = _stored_answer(session, principal.org_id, endpoint, idempotency_key, digest)
+            stored = _stored_answer(tx, principal.org_id, endpoint, idempotency_key, digest)
             if stored is not None:
                 first = ParcelOut.model_validate_json(stored.body)
                 pickup = (
-                    _reissue(session, ctx, principal.actor, parcel)
+                    _reissue(tx, ctx, principal.actor, parcel)
                     if parcel.status == "deposited"
                     else None
                 )
                 return Answer(stored.status_code, first.model_copy(update={"pickup": pickup}), True)
         if parcel.status != "announced":
             raise _transition_error(parcel, "deposited")
-        site = access_site(session, parcel.site_id)
+        site = access_site_info(ctx, tx, parcel.site_id)
         now = ctx.clock()
-        compartment = (
-            session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
-        )
-        if compartment is None:
-            compartment = do_claim_compartment(
-                session, load_sizes(ctx, session), site, _need(parcel)
+        if parcel.compartment_id is not None:
+            reserved = tx.one(
+                "UPDATE compartments SET state = 'occupied', use_count = use_count + 1"
+                " WHERE id = :id RETURNING id, label, size_code",
+                {"id": parcel.compartment_id},
             )
-        compartment.state = "occupied"
-        compartment.use_count += 1
-        parcel.compartment_id = compartment.id
-        parcel.status = "deposited"
-        parcel.deposited_at = now
-        parcel.reserved_until = None
-        parcel.dwell_deadline = now + timedelta(hours=site.dwell_hours)
+            assert reserved is not None, "a parcel's compartment exists (foreign key)"
+            claimed = Claimed(*reserved)
+        else:
+            claimed = do_claim_compartment(ctx, tx, site, _need(parcel), state="occupied")
+        _put_in(parcel, claimed)
+        _set(
+            tx,
+            parcel,
+            status="deposited",
+            compartment_id=claimed.id,
+            deposited_at=now,
+            reserved_until=None,
+            dwell_deadline=now + timedelta(hours=site.dwell_hours),
+        )
         record(
-            session,
+            tx,
             "parcel.deposited",
             principal.actor,
             now,
             site_id=site.id,
             parcel_id=parcel.id,
-            compartment_id=compartment.id,
-            data={"label": compartment.label},
+            compartment_id=claimed.id,
+            data={"label": claimed.label},
         )
-        _open_door(session, compartment, now)
-        _webhook(session, parcel, "parcel.deposited", now)
-        pickup = _issue_and_send(session, ctx, parcel, site)
-        answer = Answer(200, parcel_view(session, parcel))
+        pickup, message = _issue(tx, ctx, parcel, site)
+        messages = [_open_door(site.id, claimed), _webhook(parcel, "parcel.deposited", now)]
+        enqueue(tx, now, *messages, *([message] if message else []))
+        answer = Answer(200, parcel_view(parcel))
         if idempotency_key is not None:
-            _remember(session, ctx, principal.org_id, endpoint, idempotency_key, digest, answer)
-    return Answer(200, answer.parcel.model_copy(update={"pickup": pickup}))
+            _remember(tx, ctx, principal.org_id, endpoint, idempotency_key, digest, answer)
+    return replace(answer, parcel=answer.parcel.model_copy(update={"pickup": pickup}))
 
 
-def _issue_and_send(
-    session: Session, ctx: Context, parcel: Parcel, site: Site
-) -> PickupCredentials | None:
-    """Issue credentials; return them for ``notify: sender``, else seal them into the outbox."""
+def _issue(
+    tx: Tx, ctx: Context, parcel: ParcelRow, site: SiteInfo
+) -> tuple[PickupCredentials | None, Message | None]:
+    """Issue credentials: returned for ``notify: sender``, else sealed in a message."""
     assert parcel.dwell_deadline is not None
     issued = access.do_issue_credentials(
-        session, ctx, parcel_id=parcel.id, site=site, expires_at=parcel.dwell_deadline
+        ctx, tx, parcel_id=parcel.id, site=site, expires_at=parcel.dwell_deadline
     )
     credentials = PickupCredentials(
         pin=issued.pin,
@@ -381,9 +484,8 @@ def _issue_and_send(
         expires_at=issued.expires_at,
     )
     if parcel.notify == "sender":
-        return credentials
-    enqueue(
-        session,
+        return credentials, None
+    message = Message(
         "recipient.pickup_ready",
         {
             "parcel_id": parcel.id,
@@ -394,43 +496,41 @@ def _issue_and_send(
             "recipient": parcel.recipient,
             "expires_at": issued.expires_at.isoformat(),
         },
-        ctx.clock(),
         parcel_id=parcel.id,
         sealed=ctx.keyring.seal(credentials.model_dump_json()),
     )
-    return None
+    return None, message
 
 
-def _reissue(
-    session: Session, ctx: Context, actor: Actor, parcel: Parcel
-) -> PickupCredentials | None:
+def _reissue(tx: Tx, ctx: Context, actor: Actor, parcel: ParcelRow) -> PickupCredentials | None:
     now = ctx.clock()
-    access.do_void_credentials(session, parcel.id, now)
+    access.do_void_credentials(tx, parcel.id, now)
     record(
-        session,
+        tx,
         "parcel.credentials_reissued",
         actor,
         now,
         site_id=parcel.site_id,
         parcel_id=parcel.id,
     )
-    return _issue_and_send(session, ctx, parcel, access_site(session, parcel.site_id))
+    pickup, message = _issue(tx, ctx, parcel, access_site_info(ctx, tx, parcel.site_id))
+    if message is not None:
+        enqueue(tx, now, message)
+    return pickup
 
 
 def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     """Cancel a parcel before deposit; a reserved compartment is freed."""
     principal.check_scope("parcels:write")
-    with ctx.db.transaction() as session:
-        parcel = access_parcel(session, principal, parcel_id, lock=True)
+    with ctx.db.sql.transaction() as tx:
+        parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "announced":
             raise _transition_error(parcel, "cancelled")
         now = ctx.clock()
-        released = _release_compartment(session, parcel)
-        parcel.status = "cancelled"
-        parcel.cancelled_at = now
-        parcel.reserved_until = None
+        released = _release_compartment(tx, parcel)
+        _set(tx, parcel, status="cancelled", cancelled_at=now, reserved_until=None)
         record(
-            session,
+            tx,
             "parcel.cancelled",
             principal.actor,
             now,
@@ -438,28 +538,25 @@ def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
             parcel_id=parcel.id,
             compartment_id=released,
         )
-        _webhook(session, parcel, "parcel.cancelled", now)
-        return parcel_view(session, parcel)
+        enqueue(tx, now, _webhook(parcel, "parcel.cancelled", now))
+        return parcel_view(parcel)
 
 
 def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     """The courier takes an expired parcel back out: it is ``returned`` to the carrier."""
     principal.check_scope("parcels:write")
-    with ctx.db.transaction() as session:
-        parcel = access_parcel(session, principal, parcel_id, lock=True)
+    with ctx.db.sql.transaction() as tx:
+        parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "expired":
             raise _transition_error(parcel, "returned")
         now = ctx.clock()
-        compartment = (
-            session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
-        )
-        if compartment is not None:
-            compartment.state = "free"
-            _open_door(session, compartment, now)
-        parcel.status = "returned"
-        parcel.returned_at = now
+        _set(tx, parcel, status="returned", returned_at=now)
+        messages = [_webhook(parcel, "parcel.returned", now)]
+        if parcel.compartment_id is not None:
+            _set_compartment_state(tx, parcel.compartment_id, "free")
+            messages.insert(0, _open_door(parcel.site_id, _compartment_of(parcel)))
         record(
-            session,
+            tx,
             "parcel.returned",
             principal.actor,
             now,
@@ -467,8 +564,8 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
             parcel_id=parcel.id,
             compartment_id=parcel.compartment_id,
         )
-        _webhook(session, parcel, "parcel.returned", now)
-        return parcel_view(session, parcel)
+        enqueue(tx, now, *messages)
+        return parcel_view(parcel)
 
 
 def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) -> PickupOut:
@@ -480,20 +577,20 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     principal.check_kiosk(site_id)
     kind, secret = request.kind_and_secret
     failure: DomainError | None = None
-    with ctx.db.transaction() as session:
-        site, pins_locked_until = access.access_kiosk_site(session, site_id)
+    with ctx.db.sql.transaction() as tx:
+        site = access_site_info(ctx, tx, site_id)
         now = ctx.clock()
         try:
             if kind == "pin":
-                access.check_typed_pins_allowed(pins_locked_until, now)
-            match = access.check_credential(session, ctx, site, kind, secret)
+                access.check_typed_pins_allowed(access.kiosk_locked_until(tx, site.id), now)
+            match = access.check_credential(ctx, tx, site, kind, secret)
         except DomainError as error:
             failure = error
             lockout = 0
             if kind == "pin" and error.code != "too_many_attempts":
-                lockout = access.do_count_pin_failure(session, site.id, now)
+                lockout = access.do_count_pin_failure(tx, site.id, now)
             record(
-                session,
+                tx,
                 "pickup.refused" if error.code == "too_many_attempts" else "pickup.failed",
                 principal.actor,
                 now,
@@ -501,79 +598,105 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                 data={"method": kind, "reason": error.code, "lockout_s": lockout},
             )
         else:
-            return _do_pickup(session, principal.actor, match, kind, now)
+            return _do_pickup(tx, principal.actor, site, match, kind, now)
     raise failure
 
 
 def _do_pickup(
-    session: Session, actor: Actor, match: access.Match, kind: str, now: datetime
+    tx: Tx, actor: Actor, site: SiteInfo, match: access.Match, kind: str, now: datetime
 ) -> PickupOut:
-    parcel, compartment = match.parcel, match.compartment
-    if parcel.status != "deposited" or compartment is None:
-        raise _transition_error(parcel, "picked up")
-    access.do_void_credentials(session, parcel.id, now, used_kind=kind)
-    compartment.state = "free"
-    parcel.status = "picked_up"
-    parcel.picked_up_at = now
+    if match.status != "deposited" or match.compartment_id is None:
+        raise Conflict(
+            f"A parcel that is {match.status} cannot be picked up.",
+            code="invalid_transition",
+            extra={"parcel_status": match.status},
+        )
+    assert match.compartment_label is not None and match.compartment_size is not None
+    compartment = Claimed(match.compartment_id, match.compartment_label, match.compartment_size)
+    access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
+    _set_compartment_state(tx, compartment.id, "free")
+    tx.execute(
+        "UPDATE parcels SET status = 'picked_up', picked_up_at = :now WHERE id = :id",
+        {"now": now, "id": match.parcel_id},
+    )
     record(
-        session,
+        tx,
         "parcel.picked_up",
         actor,
         now,
-        site_id=parcel.site_id,
-        parcel_id=parcel.id,
+        site_id=site.id,
+        parcel_id=match.parcel_id,
         compartment_id=compartment.id,
         data={"method": kind},
     )
-    _open_door(session, compartment, now)
-    _webhook(session, parcel, "parcel.picked_up", now)
+    webhook = _webhook_message(
+        match.carrier_org_id,
+        match.parcel_id,
+        match.tracking_number,
+        "picked_up",
+        "parcel.picked_up",
+        now,
+    )
+    enqueue(tx, now, _open_door(site.id, compartment), webhook)
     return PickupOut(
-        parcel_id=parcel.id,
-        tracking_number=parcel.tracking_number,
+        parcel_id=match.parcel_id,
+        tracking_number=match.tracking_number,
         status="picked_up",
-        compartment=_compartment_ref(compartment),
+        compartment=CompartmentRef(
+            id=compartment.id, label=compartment.label, size=compartment.size_code
+        ),
     )
 
 
-def _release_compartment(session: Session, parcel: Parcel) -> str | None:
-    if parcel.compartment_id is None:
-        return None
-    compartment = session.get(Compartment, parcel.compartment_id)
+def _compartment_of(parcel: ParcelRow) -> Claimed:
+    assert parcel.compartment_id is not None
+    return Claimed(
+        parcel.compartment_id, parcel.compartment_label or "", parcel.compartment_size or ""
+    )
+
+
+def _release_compartment(tx: Tx, parcel: ParcelRow) -> str | None:
+    """Free a reserved compartment and take the parcel out of it; returns its id."""
     released = parcel.compartment_id
-    if compartment is not None and compartment.state == "reserved":
-        compartment.state = "free"
-    parcel.compartment_id = None
+    if released is None:
+        return None
+    tx.execute(
+        "UPDATE compartments SET state = 'free' WHERE id = :id AND state = 'reserved'",
+        {"id": released},
+    )
+    _set(tx, parcel, compartment_id=None)
+    parcel.compartment_label = parcel.compartment_size = None
     return released
 
 
-def _open_door(session: Session, compartment: Compartment, at: datetime) -> None:
-    """Queue the command that makes the site's locker open this compartment's door."""
-    enqueue(
-        session,
+def _open_door(site_id: str, compartment: Claimed) -> Message:
+    """The command that makes the site's locker open this compartment's door."""
+    return Message(
         "kiosk.open_compartment",
-        {
-            "site_id": compartment.site_id,
-            "compartment_id": compartment.id,
-            "label": compartment.label,
-        },
-        at,
+        {"site_id": site_id, "compartment_id": compartment.id, "label": compartment.label},
     )
 
 
-def _webhook(session: Session, parcel: Parcel, event: str, at: datetime) -> None:
-    enqueue(
-        session,
+def _webhook(parcel: ParcelRow, event: str, at: datetime) -> Message:
+    return _webhook_message(
+        parcel.carrier_org_id, parcel.id, parcel.tracking_number, parcel.status, event, at
+    )
+
+
+def _webhook_message(
+    org_id: str, parcel_id: str, tracking_number: str, status: str, event: str, at: datetime
+) -> Message:
+    return Message(
         "webhook.carrier",
         {
             "event": event,
-            "org_id": parcel.carrier_org_id,
-            "parcel_id": parcel.id,
-            "tracking_number": parcel.tracking_number,
-            "status": parcel.status,
+            "org_id": org_id,
+            "parcel_id": parcel_id,
+            "tracking_number": tracking_number,
+            "status": status,
             "at": at.isoformat(),
         },
-        at,
-        parcel_id=parcel.id,
+        parcel_id=parcel_id,
     )
 
 
@@ -595,28 +718,21 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
 
 def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
     now = ctx.clock()
-    with ctx.db.transaction() as session:
-        postgres = is_postgres(session)
-        due = (
-            select(Parcel)
-            .where(Parcel.status == "deposited", Parcel.dwell_deadline <= now)
-            .limit(batch)
+    with ctx.db.sql.transaction() as tx:
+        lock = _lock(tx, skip_locked=True)
+        params = {"now": now, "batch": batch}
+        due = tx.all(
+            _SELECT
+            + " WHERE p.status = 'deposited' AND p.dwell_deadline <= :now LIMIT :batch"
+            + lock,
+            params,
         )
-        lapsed = (
-            select(Parcel)
-            .where(Parcel.status == "announced", Parcel.reserved_until <= now)
-            .limit(batch)
-        )
-        if postgres:
-            due = due.with_for_update(skip_locked=True)
-            lapsed = lapsed.with_for_update(skip_locked=True)
-        expired = session.scalars(due).all()
-        for parcel in expired:
-            parcel.status = "expired"
-            parcel.expired_at = now
-            access.do_void_credentials(session, parcel.id, now)
+        for row in due:
+            parcel = _parcel(tx, row)
+            _set(tx, parcel, status="expired", expired_at=now)
+            access.do_void_credentials(tx, parcel.id, now)
             record(
-                session,
+                tx,
                 "parcel.expired",
                 SYSTEM_EXPIRY,
                 now,
@@ -624,13 +740,19 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
                 parcel_id=parcel.id,
                 compartment_id=parcel.compartment_id,
             )
-            _webhook(session, parcel, "parcel.expired", now)
-        released = session.scalars(lapsed).all()
-        for parcel in released:
-            compartment_id = _release_compartment(session, parcel)
-            parcel.reserved_until = None
+            enqueue(tx, now, _webhook(parcel, "parcel.expired", now))
+        lapsed = tx.all(
+            _SELECT
+            + " WHERE p.status = 'announced' AND p.reserved_until <= :now LIMIT :batch"
+            + lock,
+            params,
+        )
+        for row in lapsed:
+            parcel = _parcel(tx, row)
+            compartment_id = _release_compartment(tx, parcel)
+            _set(tx, parcel, reserved_until=None)
             record(
-                session,
+                tx,
                 "parcel.reservation_lapsed",
                 SYSTEM_EXPIRY,
                 now,
@@ -638,4 +760,4 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
                 parcel_id=parcel.id,
                 compartment_id=compartment_id,
             )
-    return len(expired), len(released)
+    return len(due), len(lapsed)
