@@ -105,7 +105,7 @@ def do_void_credentials(
     tx: Tx, parcel_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
     """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
-    tx.execute(
+    tx.defer(
         "UPDATE credentials SET active = FALSE,"
         " used_at = CASE WHEN kind = :used_kind THEN :now ELSE used_at END"
         " WHERE parcel_id = :parcel_id AND active",
@@ -129,7 +129,9 @@ class Match:
 def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: str) -> Match:
     """The parcel whose active credential matches ``secret`` at ``site``, locked for update.
 
-    Raises ``invalid_code`` (unknown or voided), ``code_used``, ``code_expired`` or ``wrong_site``.
+    Raises ``too_many_attempts`` for a typed PIN while the kiosk refuses them (before saying
+    anything about the PIN), then ``invalid_code`` (unknown or voided), ``code_used``,
+    ``code_expired`` or ``wrong_site``.
     """
     now = ctx.clock()
     if kind == "qr":
@@ -137,17 +139,22 @@ def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: st
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
     # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
     row = tx.one(
-        "SELECT c.site_id, c.used_at, c.expires_at, c.active, p.id, p.status,"
+        "SELECT (SELECT locked_until FROM kiosk_attempts WHERE site_id = :site_id),"
+        " c.site_id, c.used_at, c.expires_at, c.active, p.id, p.status,"
         " p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
         " FROM credentials c JOIN parcels p ON p.id = c.parcel_id"
         " LEFT JOIN compartments m ON m.id = p.compartment_id"
         " WHERE c.kind = :kind AND c.digest = :digest ORDER BY c.active DESC LIMIT 1"
         + (" FOR UPDATE OF p" if tx.postgres else ""),
-        {"kind": kind, "digest": _digest(ctx, kind, site.id, secret)},
+        {"site_id": site.id, "kind": kind, "digest": _digest(ctx, kind, site.id, secret)},
     )
+    if kind == "pin":
+        check_typed_pins_allowed(
+            tx.time(row[0]) if row is not None else kiosk_locked_until(tx, site.id), now
+        )
     if row is None:
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
-    site_id, used_at, expires_at, active, *parcel = row
+    _, site_id, used_at, expires_at, active, *parcel = row
     if site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
     if used_at is not None:
@@ -192,7 +199,7 @@ def do_count_pin_failure(tx: Tx, site_id: str, now: datetime) -> int:
     assert row is not None, "every site has its kiosk_attempts row"
     failures = attempts.recent_failures(row[0], tx.time(row[1]), now) + 1
     lockout = attempts.lockout_seconds(failures)
-    tx.execute(
+    tx.defer(
         "UPDATE kiosk_attempts SET consecutive_failures = :failures, last_failure_at = :now,"
         " locked_until = :until WHERE site_id = :site_id",
         {

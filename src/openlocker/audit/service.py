@@ -66,7 +66,7 @@ def record(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Write an audit event in the current transaction; the sealer chains it after commit."""
-    tx.execute(
+    tx.defer(
         "INSERT INTO audit_events (id, name, actor, site_id, parcel_id, compartment_id, at, data)"
         " VALUES (:id, :name, :actor, :site_id, :parcel_id, :compartment_id, :at, :data)",
         {
@@ -121,7 +121,7 @@ def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
             0,
         )
         params.update(zip(row, values, strict=True))
-    tx.execute(f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {clause}", params)
+    tx.defer(f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {clause}", params)
 
 
 _PENDING = (

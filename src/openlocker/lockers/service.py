@@ -224,10 +224,10 @@ def suitable_free(
     """
     fitting = [size.code for size in allocation.fitting_sizes(need, sizes.values())]
     params: dict[str, Any] = {f"size_{i}": code for i, code in enumerate(fitting)}
-    params.update(site_id=site_id, temperature=need.temperature)
+    params.update(free_site=site_id, free_temperature=need.temperature)
     listed = ", ".join(f":size_{i}" for i in range(len(fitting))) or "NULL"
     where = (
-        "site_id = :site_id AND state = 'free' AND temperature = :temperature"
+        "site_id = :free_site AND state = 'free' AND temperature = :free_temperature"
         f" AND size_code IN ({listed})"
     )
     if need.accessible:

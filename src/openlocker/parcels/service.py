@@ -185,11 +185,11 @@ def _set(tx: Tx, parcel: ParcelRow, **changes: Any) -> None:
     for name, value in changes.items():
         setattr(parcel, name, value)
     assignments = ", ".join(f"{name} = :{name}" for name in changes)
-    tx.execute(f"UPDATE parcels SET {assignments} WHERE id = :id", {**changes, "id": parcel.id})
+    tx.defer(f"UPDATE parcels SET {assignments} WHERE id = :id", {**changes, "id": parcel.id})
 
 
 def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
-    tx.execute(
+    tx.defer(
         "UPDATE compartments SET state = :state WHERE id = :id",
         {"state": state, "id": compartment_id},
     )
@@ -234,7 +234,7 @@ def _stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) ->
 def _remember(
     tx: Tx, ctx: Context, org_id: str, endpoint: str, key: str, digest: str, answer: Answer
 ) -> None:
-    tx.execute(
+    tx.defer(
         "INSERT INTO idempotency_records"
         " (org_id, endpoint, key, request_digest, status_code, body, created_at)"
         " VALUES (:org_id, :endpoint, :key, :digest, :status_code, :body, :at)",
@@ -302,9 +302,9 @@ def announce(
             claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
             _put_in(parcel, claimed)
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
+            _insert(tx, parcel)
         else:
-            _check_room(tx, sizes, site, need)
-        _insert(tx, parcel)
+            _insert(tx, parcel, room=(sizes, site, need))
         record(
             tx,
             "parcel.announced",
@@ -321,20 +321,25 @@ def announce(
     return answer
 
 
-def _check_room(
-    tx: Tx, sizes: dict[str, allocation.SizeClass], site: SiteInfo, need: allocation.ParcelNeed
+def _insert(
+    tx: Tx,
+    parcel: ParcelRow,
+    room: tuple[dict[str, allocation.SizeClass], SiteInfo, allocation.ParcelNeed] | None = None,
 ) -> None:
-    """Raise ``site_full`` unless some free compartment of ``site`` can take ``need``."""
-    where, _, params = suitable_free(sizes, site.id, need)
-    if tx.one(f"SELECT 1 FROM compartments WHERE {where} LIMIT 1", params) is None:
-        raise site_full(tx, sizes, site, need)
+    """Store a new parcel; its carrier's tracking number must be new.
 
-
-def _insert(tx: Tx, parcel: ParcelRow) -> None:
-    """Store a new parcel; its carrier's tracking number must be new."""
+    With ``room`` the same statement asks whether the site has a free compartment for the
+    parcel, and ``site_full`` is raised (the transaction rolls back) when it has none.
+    """
     params = {c: getattr(parcel, c) for c in _COLUMNS}
     params["recipient"] = tx.json_param(parcel.recipient)
-    if tx.one(_INSERT, params) is None:
+    sql = _INSERT
+    if room is not None:
+        where, _, free = suitable_free(room[0], room[1].id, room[2])
+        sql += f", EXISTS (SELECT 1 FROM compartments WHERE {where})"
+        params.update(free)
+    row = tx.one(sql, params)
+    if row is None:
         duplicate = tx.scalar(
             "SELECT id FROM parcels WHERE carrier_org_id = :org AND tracking_number = :number",
             {"org": parcel.carrier_org_id, "number": parcel.tracking_number},
@@ -344,6 +349,8 @@ def _insert(tx: Tx, parcel: ParcelRow) -> None:
             code="duplicate_tracking_number",
             extra={"parcel_id": duplicate},
         )
+    if room is not None and not row[1]:
+        raise site_full(tx, *room)
 
 
 def _put_in(parcel: ParcelRow, compartment: Claimed) -> None:
@@ -528,7 +535,14 @@ def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
             raise _transition_error(parcel, "cancelled")
         now = ctx.clock()
         released = _release_compartment(tx, parcel)
-        _set(tx, parcel, status="cancelled", cancelled_at=now, reserved_until=None)
+        _set(
+            tx,
+            parcel,
+            status="cancelled",
+            cancelled_at=now,
+            reserved_until=None,
+            compartment_id=None,
+        )
         record(
             tx,
             "parcel.cancelled",
@@ -581,8 +595,6 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
         site = access_site_info(ctx, tx, site_id)
         now = ctx.clock()
         try:
-            if kind == "pin":
-                access.check_typed_pins_allowed(access.kiosk_locked_until(tx, site.id), now)
             match = access.check_credential(ctx, tx, site, kind, secret)
         except DomainError as error:
             failure = error
@@ -615,7 +627,7 @@ def _do_pickup(
     compartment = Claimed(match.compartment_id, match.compartment_label, match.compartment_size)
     access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
     _set_compartment_state(tx, compartment.id, "free")
-    tx.execute(
+    tx.defer(
         "UPDATE parcels SET status = 'picked_up', picked_up_at = :now WHERE id = :id",
         {"now": now, "id": match.parcel_id},
     )
@@ -656,15 +668,15 @@ def _compartment_of(parcel: ParcelRow) -> Claimed:
 
 
 def _release_compartment(tx: Tx, parcel: ParcelRow) -> str | None:
-    """Free a reserved compartment and take the parcel out of it; returns its id."""
+    """Free the parcel's reserved compartment; returns its id. The caller sets the parcel's
+    ``compartment_id`` to None in its own change of the parcel (one update per row)."""
     released = parcel.compartment_id
     if released is None:
         return None
-    tx.execute(
+    tx.defer(
         "UPDATE compartments SET state = 'free' WHERE id = :id AND state = 'reserved'",
         {"id": released},
     )
-    _set(tx, parcel, compartment_id=None)
     parcel.compartment_label = parcel.compartment_size = None
     return released
 
@@ -750,7 +762,7 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
         for row in lapsed:
             parcel = _parcel(tx, row)
             compartment_id = _release_compartment(tx, parcel)
-            _set(tx, parcel, reserved_until=None)
+            _set(tx, parcel, reserved_until=None, compartment_id=None)
             record(
                 tx,
                 "parcel.reservation_lapsed",
