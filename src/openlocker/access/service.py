@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from openlocker.access import attempts, credentials
 from openlocker.core.context import Context
 from openlocker.core.errors import Conflict, Forbidden, TooManyAttempts
 from openlocker.core.ids import new_id
 from openlocker.core.keys import load_public_key
-from openlocker.core.sql import Tx, values_clause
+from openlocker.core.sql import Tx, insert_rows
 from openlocker.lockers.service import SiteInfo
 
 #: Link tokens are not tied to a site: the recipient's page finds the parcel from the token.
@@ -34,19 +33,6 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
     return credentials.credential_digest(ctx.keyring, kind, scope, secret)
 
 
-_CREDENTIAL_COLUMNS = (
-    "id",
-    "parcel_id",
-    "site_id",
-    "kind",
-    "digest",
-    "active",
-    "expires_at",
-    "created_at",
-)
-_INSERT_CREDENTIALS: dict[int, str] = {}
-
-
 def _insert_credentials(
     tx: Tx,
     ctx: Context,
@@ -56,19 +42,21 @@ def _insert_credentials(
     expires_at: datetime,
 ) -> set[str]:
     """Insert active credentials; returns the kinds stored (a PIN taken at the site is not)."""
-    sql = _INSERT_CREDENTIALS.get(len(secrets))
-    clause, names = values_clause(_CREDENTIAL_COLUMNS, len(secrets))
-    if sql is None:
-        sql = _INSERT_CREDENTIALS[len(secrets)] = (
-            f"INSERT INTO credentials ({', '.join(_CREDENTIAL_COLUMNS)}) VALUES {clause}"
-            " ON CONFLICT (site_id, kind, digest) WHERE active DO NOTHING RETURNING kind"
-        )
-    now = ctx.clock()
-    params: dict[str, Any] = {}
-    for row, (kind, secret) in zip(names, secrets.items(), strict=True):
-        digest = _digest(ctx, kind, site_id, secret)
-        values = (new_id("crd"), parcel_id, site_id, kind, digest, True, expires_at, now)
-        params.update(zip(row, values, strict=True))
+    sql, params = insert_rows(
+        "credentials",
+        {
+            "parcel_id": parcel_id,
+            "site_id": site_id,
+            "active": True,
+            "expires_at": expires_at,
+            "created_at": ctx.clock(),
+        },
+        [
+            {"id": new_id("crd"), "kind": kind, "digest": _digest(ctx, kind, site_id, secret)}
+            for kind, secret in secrets.items()
+        ],
+    )
+    sql += " ON CONFLICT (site_id, kind, digest) WHERE active DO NOTHING RETURNING kind"
     return {kind for (kind,) in tx.all(sql, params)}
 
 

@@ -25,7 +25,7 @@ from openlocker.audit.schemas import EventList, EventOut
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import InvalidInput
 from openlocker.core.ids import new_id
-from openlocker.core.sql import Tx, values_clause
+from openlocker.core.sql import Tx, insert_rows
 
 GENESIS = "0" * 64
 
@@ -93,35 +93,23 @@ class Message:
     sealed: str | None = None
 
 
-_OUTBOX_COLUMNS = (
-    "id",
-    "topic",
-    "parcel_id",
-    "payload",
-    "sealed",
-    "created_at",
-    "available_at",
-    "attempts",
-)
-
-
 def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
     """Queue side effects in the current transaction, in one statement; they leave after commit."""
-    clause, names = values_clause(_OUTBOX_COLUMNS, len(messages))
-    params: dict[str, Any] = {}
-    for row, message in zip(names, messages, strict=True):
-        values = (
-            new_id("obx"),
-            message.topic,
-            message.parcel_id,
-            tx.json_param(message.payload),
-            message.sealed,
-            at,
-            at,
-            0,
-        )
-        params.update(zip(row, values, strict=True))
-    tx.defer(f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {clause}", params)
+    sql, params = insert_rows(
+        "outbox",
+        {"created_at": at, "available_at": at, "attempts": 0},
+        [
+            {
+                "id": new_id("obx"),
+                "topic": message.topic,
+                "parcel_id": message.parcel_id,
+                "payload": tx.json_param(message.payload),
+                "sealed": message.sealed,
+            }
+            for message in messages
+        ],
+    )
+    tx.defer(sql, params)
 
 
 _PENDING = (

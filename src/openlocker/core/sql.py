@@ -41,6 +41,7 @@ Row = tuple[Any, ...]
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _psycopg_sql: dict[str, str] = {}
 _combined_sql: dict[tuple[str, ...], str] = {}
+_insert_sql: dict[tuple[Any, ...], str] = {}
 #: At most this many deferred writes ride in one statement.
 MAX_DEFERRED = 16
 
@@ -188,11 +189,26 @@ class Tx:
         return orjson.dumps(value).decode()
 
 
-def values_clause(columns: Sequence[str], rows: int) -> tuple[str, list[list[str]]]:
-    """``(:c_0, :d_0), (:c_1, :d_1)…`` for a multi-row INSERT, and each row's parameter names."""
-    names = [[f"{c}_{i}" for c in columns] for i in range(rows)]
-    clause = ", ".join("(" + ", ".join(f":{n}" for n in row) + ")" for row in names)
-    return clause, names
+def insert_rows(
+    table: str, shared: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """A multi-row INSERT and its parameters; a value in ``shared`` is one parameter for all
+    rows (psycopg caches the parsing of statements with at most 50 parameters)."""
+    per_row = list(rows[0])
+    key = (table, *shared, "|", *per_row, len(rows))
+    sql = _insert_sql.get(key)
+    if sql is None:
+        values = ", ".join(
+            "(" + ", ".join([f":{c}" for c in shared] + [f":{c}_{i}" for c in per_row]) + ")"
+            for i in range(len(rows))
+        )
+        sql = _insert_sql[key] = (
+            f"INSERT INTO {table} ({', '.join([*shared, *per_row])}) VALUES {values}"
+        )
+    params = dict(shared)
+    for i, row in enumerate(rows):
+        params.update((f"{column}_{i}", value) for column, value in row.items())
+    return sql, params
 
 
 class SqlRunner:

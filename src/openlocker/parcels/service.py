@@ -302,9 +302,7 @@ def announce(
             claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
             _put_in(parcel, claimed)
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
-            _insert(tx, parcel)
-        else:
-            _insert(tx, parcel, room=(sizes, site, need))
+        # Recorded first, so the event rides in the parcel's INSERT (and rolls back with it).
         record(
             tx,
             "parcel.announced",
@@ -315,6 +313,7 @@ def announce(
             compartment_id=parcel.compartment_id,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
+        _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
         answer = Answer(201, parcel_view(parcel))
         if idempotency_key is not None:
             _remember(tx, ctx, principal.org_id, "announce", idempotency_key, digest, answer)
@@ -467,9 +466,11 @@ def deposit(
             compartment_id=claimed.id,
             data={"label": claimed.label},
         )
+        # Queued before the credentials so that they ride in the same statement.
+        enqueue(tx, now, _open_door(site.id, claimed), _webhook(parcel, "parcel.deposited", now))
         pickup, message = _issue(tx, ctx, parcel, site)
-        messages = [_open_door(site.id, claimed), _webhook(parcel, "parcel.deposited", now)]
-        enqueue(tx, now, *messages, *([message] if message else []))
+        if message is not None:
+            enqueue(tx, now, message)
         answer = Answer(200, parcel_view(parcel))
         if idempotency_key is not None:
             _remember(tx, ctx, principal.org_id, endpoint, idempotency_key, digest, answer)
