@@ -12,28 +12,40 @@ from openlocker.core.db import Base, UtcDateTime
 KINDS = ("pin", "qr", "link")
 
 
-class Credential(Base):
-    __tablename__ = "credentials"
+class CredentialSet(Base):
+    """The PIN, QR token and link token issued to a parcel together, as HMAC digests.
+
+    One row per issue, not per code: a deposit writes (and a pickup voids) one row with
+    its indexes, and its foreign key is checked once.
+    """
+
+    __tablename__ = "credential_sets"
     __table_args__ = (
-        Index("ix_credentials_kind_digest", "kind", "digest"),
-        # A PIN is unique among the site's active parcels; the index also serves the lookup.
+        # A PIN is unique among the site's active parcels.
         Index(
-            "uq_credentials_active_digest",
+            "uq_credential_sets_active_pin",
             "site_id",
-            "kind",
-            "digest",
+            "pin_digest",
             unique=True,
             sqlite_where=text("active"),
             postgresql_where=text("active"),
         ),
+        # Lookups by code, active or not (a used or voided code gets its own answer).
+        Index("ix_credential_sets_pin_digest", "pin_digest"),
+        Index("ix_credential_sets_qr_digest", "qr_digest"),
+        Index("ix_credential_sets_link_digest", "link_digest"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     parcel_id: Mapped[str] = mapped_column(ForeignKey("parcels.id"), index=True)
-    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
-    kind: Mapped[str] = mapped_column(String(8))
-    digest: Mapped[str] = mapped_column(String(64))
+    #: The parcel's site, for the PIN's uniqueness (the foreign key is the parcel's).
+    site_id: Mapped[str] = mapped_column(String(40))
+    pin_digest: Mapped[str] = mapped_column(String(64))
+    qr_digest: Mapped[str] = mapped_column(String(64))
+    link_digest: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: Which of the three opened the compartment.
+    used_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)

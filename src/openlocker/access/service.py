@@ -10,12 +10,13 @@ from openlocker.core.context import Context
 from openlocker.core.errors import Conflict, Forbidden, TooManyAttempts
 from openlocker.core.ids import new_id
 from openlocker.core.keys import load_public_key
-from openlocker.core.sql import Tx, insert_rows
+from openlocker.core.sql import Tx
 from openlocker.lockers.service import SiteInfo
 
 #: Link tokens are not tied to a site: the recipient's page finds the parcel from the token.
 _ANY_SITE = "*"
 _PIN_RETRIES = 20
+_DIGEST_COLUMN = {"pin": "pin_digest", "qr": "qr_digest", "link": "link_digest"}
 
 
 @dataclass(frozen=True)
@@ -33,31 +34,12 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
     return credentials.credential_digest(ctx.keyring, kind, scope, secret)
 
 
-def _insert_credentials(
-    tx: Tx,
-    ctx: Context,
-    parcel_id: str,
-    site_id: str,
-    secrets: dict[str, str],
-    expires_at: datetime,
-) -> set[str]:
-    """Insert active credentials; returns the kinds stored (a PIN taken at the site is not)."""
-    sql, params = insert_rows(
-        "credentials",
-        {
-            "parcel_id": parcel_id,
-            "site_id": site_id,
-            "active": True,
-            "expires_at": expires_at,
-            "created_at": ctx.clock(),
-        },
-        [
-            {"id": new_id("crd"), "kind": kind, "digest": _digest(ctx, kind, site_id, secret)}
-            for kind, secret in secrets.items()
-        ],
-    )
-    sql += " ON CONFLICT (site_id, kind, digest) WHERE active DO NOTHING RETURNING kind"
-    return {kind for (kind,) in tx.all(sql, params)}
+_INSERT_SET = (
+    "INSERT INTO credential_sets (id, parcel_id, site_id, pin_digest, qr_digest, link_digest,"
+    " active, expires_at, created_at) VALUES (:id, :parcel_id, :site_id, :pin, :qr, :link,"
+    " TRUE, :expires_at, :created_at)"
+    " ON CONFLICT (site_id, pin_digest) WHERE active DO NOTHING RETURNING id"
+)
 
 
 def do_issue_credentials(
@@ -65,10 +47,9 @@ def do_issue_credentials(
 ) -> IssuedCredentials:
     """Issue a PIN (unique among the site's active ones), a signed QR token and a link token.
 
-    The three are written in one statement; a PIN already active at the site is refused by
-    the unique index and drawn again.
+    The three are stored in one row; a PIN already active at the site is refused by the
+    unique index and drawn again.
     """
-    pin = credentials.generate_pin(ctx.settings.pin_length)
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
         parcel_id=parcel_id,
@@ -77,14 +58,19 @@ def do_issue_credentials(
         key_version=site.key_version,
     )
     link = credentials.generate_link_token()
-    stored = _insert_credentials(
-        tx, ctx, parcel_id, site.id, {"pin": pin, "qr": qr, "link": link}, expires_at
-    )
+    params = {
+        "id": new_id("crd"),
+        "parcel_id": parcel_id,
+        "site_id": site.id,
+        "qr": _digest(ctx, "qr", site.id, qr),
+        "link": _digest(ctx, "link", site.id, link),
+        "expires_at": expires_at,
+        "created_at": ctx.clock(),
+    }
     for _ in range(_PIN_RETRIES):
-        if "pin" in stored:
-            return IssuedCredentials(pin, qr, link, expires_at)
         pin = credentials.generate_pin(ctx.settings.pin_length)
-        stored = _insert_credentials(tx, ctx, parcel_id, site.id, {"pin": pin}, expires_at)
+        if tx.one(_INSERT_SET, {**params, "pin": _digest(ctx, "pin", site.id, pin)}):
+            return IssuedCredentials(pin, qr, link, expires_at)
     # pragma: no cover - needs ~10^7 active parcels at one site
     raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
 
@@ -92,12 +78,15 @@ def do_issue_credentials(
 def do_void_credentials(
     tx: Tx, parcel_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
-    """Make every active credential of a parcel unusable (pickup, expiry, reissue)."""
+    """Make a parcel's active credentials unusable (pickup with ``used_kind``, expiry, reissue)."""
     tx.defer(
-        "UPDATE credentials SET active = FALSE,"
-        " used_at = CASE WHEN kind = :used_kind THEN :now ELSE used_at END"
+        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind"
         " WHERE parcel_id = :parcel_id AND active",
-        {"used_kind": used_kind, "now": now, "parcel_id": parcel_id},
+        {
+            "used_at": now if used_kind else None,
+            "used_kind": used_kind,
+            "parcel_id": parcel_id,
+        },
     )
 
 
@@ -128,13 +117,13 @@ def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: st
     # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
     row = tx.one(
         "SELECT (SELECT locked_until FROM kiosk_attempts WHERE site_id = :site_id),"
-        " c.site_id, c.used_at, c.expires_at, c.active, p.id, p.status,"
+        " c.site_id, c.used_kind, c.expires_at, c.active, p.id, p.status,"
         " p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
-        " FROM credentials c JOIN parcels p ON p.id = c.parcel_id"
+        " FROM credential_sets c JOIN parcels p ON p.id = c.parcel_id"
         " LEFT JOIN compartments m ON m.id = p.compartment_id"
-        " WHERE c.kind = :kind AND c.digest = :digest ORDER BY c.active DESC LIMIT 1"
+        f" WHERE c.{_DIGEST_COLUMN[kind]} = :digest ORDER BY c.active DESC LIMIT 1"
         + (" FOR UPDATE OF p" if tx.postgres else ""),
-        {"site_id": site.id, "kind": kind, "digest": _digest(ctx, kind, site.id, secret)},
+        {"site_id": site.id, "digest": _digest(ctx, kind, site.id, secret)},
     )
     if kind == "pin":
         check_typed_pins_allowed(
@@ -142,10 +131,10 @@ def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: st
         )
     if row is None:
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
-    _, site_id, used_at, expires_at, active, *parcel = row
+    _, site_id, used_kind, expires_at, active, *parcel = row
     if site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
-    if used_at is not None:
+    if used_kind == kind:
         raise Forbidden("The code has already been used.", code="code_used")
     if tx.time(expires_at) <= now:  # type: ignore[operator]
         raise Forbidden("The code has expired.", code="code_expired")
