@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from openlocker.core.context import Context
+from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment
 from openlocker.lockers.service import load_sizes
@@ -92,7 +93,7 @@ def test_claims_follow_the_pure_ranking(factory: Factory, ctx: Context) -> None:
     for _ in range(6):
         size, accessible = rng.choice("SML"), rng.random() < 0.5
         with ctx.db.read() as session:
-            sizes = load_sizes(ctx, session)
+            sizes = load_sizes(ctx, Tx.of(session))
             free = session.scalars(
                 select(Compartment).where(
                     Compartment.site_id == site_id, Compartment.state == "free"
