@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_ADMIN = os.environ.get(
@@ -78,6 +80,9 @@ async def _client_loop(
     done: list[int],
 ) -> None:
     conn = Connection("127.0.0.1", port)
+    # Clients connect one by one, as real ones do, not all in the same instant: a burst of
+    # connections would be accepted by whichever server worker wakes first.
+    await asyncio.sleep(0.05 * n)
     sites = sorted(keys["kiosk_keys"])
     carrier = keys["carrier_key"]
     i = 0
@@ -158,7 +163,8 @@ def _load_process(
             )
         )
 
-    asyncio.run(main())
+    # uvloop (installed with uvicorn) keeps the load generator's own CPU small.
+    uvloop.run(main())
     out.put((latencies, dict(errors), done[0]))
 
 
@@ -183,6 +189,57 @@ def _peak_rss_kib(root_pid: int) -> int:
         except FileNotFoundError:
             pass
     return total
+
+
+def _descendants(root_pid: int) -> list[int]:
+    pids, queue = [], [root_pid]
+    while queue:
+        pid = queue.pop()
+        pids.append(pid)
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if children.exists():
+            queue += [int(c) for c in children.read_text().split()]
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return pids
+
+
+def _cpu_snapshot(server_pid: int, load_pids: list[int]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the server's processes, PostgreSQL's and the load generator's."""
+    groups = {
+        "server": _descendants(server_pid),
+        "postgresql": _postgres_pids(),
+        "load": load_pids,
+    }
+    return {name: {pid: _cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+
+def _cpu_used(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    return {
+        name: sum(t - before[name].get(pid, 0.0) for pid, t in after[name].items())
+        for name in after
+    }
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -231,7 +288,7 @@ def run_backend(
     try:
         _wait_healthy(port, server)
         for clients in args.clients:
-            row = _measure(port, keys, clients, args)
+            row = _measure(port, keys, clients, args, server.pid)
             row.update(
                 backend=name, workers=workers, server_peak_rss_mib=_peak_rss_kib(server.pid) / 1024
             )
@@ -243,7 +300,7 @@ def run_backend(
 
 
 def _measure(
-    port: int, keys: dict[str, Any], clients: int, args: argparse.Namespace
+    port: int, keys: dict[str, Any], clients: int, args: argparse.Namespace, server_pid: int
 ) -> dict[str, Any]:
     """One load level: ``clients`` lifecycles in flight from the load-generator processes."""
     queue: Any = mp.Queue()
@@ -267,6 +324,11 @@ def _measure(
     ]
     for p in procs:
         p.start()
+    # CPU is counted over the measured window only, per group of processes.
+    time.sleep(max(0.0, start + args.warmup - time.perf_counter()))
+    cpu_before = _cpu_snapshot(server_pid, [p.pid for p in procs if p.pid])
+    time.sleep(max(0.0, start + args.warmup + args.seconds - time.perf_counter()))
+    cpu = _cpu_used(cpu_before, _cpu_snapshot(server_pid, [p.pid for p in procs if p.pid]))
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
@@ -288,6 +350,9 @@ def _measure(
             for c in CALLS
         },
         "errors": errors,
+        # CPU milliseconds per lifecycle by group, and the share of the machine in use.
+        "cpu_ms_per_lifecycle": {k: 1000 * v / max(done, 1) for k, v in cpu.items()},
+        "cpu_busy": sum(cpu.values()) / args.seconds / (os.cpu_count() or 1),
     }
 
 
@@ -361,16 +426,19 @@ def main() -> None:
     print(
         f"{'backend':<11} {'workers':>7} {'clients':>7} {'lifecycles/s':>12} "
         + " ".join(f"{c + ' p50/p99 ms':>22}" for c in CALLS)
-        + f" {'server peak MiB':>16}  errors"
+        + f" {'server peak MiB':>16} {'CPU ms/lifecycle srv+db+load':>29} {'busy':>5}  errors"
     )
     for r in reports:
         cells = " ".join(
             f"{r['latency_ms'][c]['p50']:>10.1f} /{r['latency_ms'][c]['p99']:>9.1f}" for c in CALLS
         )
+        cpu = r["cpu_ms_per_lifecycle"]
+        split = f"{cpu['server']:.2f}+{cpu['postgresql']:.2f}+{cpu['load']:.2f}"
         print(
             f"{r['backend']:<11} {r['workers']:>7} {r['clients']:>7} "
             f"{r['lifecycles_per_s']:>12.1f} {cells} "
-            f"{r['server_peak_rss_mib']:>16.1f}  {r['errors'] or 'none'}"
+            f"{r['server_peak_rss_mib']:>16.1f} {split:>29} {r['cpu_busy']:>5.0%}"
+            f"  {r['errors'] or 'none'}"
         )
     print(json.dumps(reports))
 
