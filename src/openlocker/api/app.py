@@ -15,12 +15,14 @@ from starlette.responses import Response
 from openlocker import __version__
 from openlocker.api import metrics
 from openlocker.api.errors import install_error_handlers
+from openlocker.api.fastpath import HotRoutes
 from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.lockers.api import router as sites_router
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
+from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
 
 log = logging.getLogger("openlocker.jobs")
@@ -89,6 +91,8 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     )
     app.state.ctx = context
     install_error_handlers(app)
+    # Added first, so it runs inside the metrics middleware: fast answers are counted too.
+    app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
     app.add_middleware(metrics.RequestMetrics)
     for router in (parcels_router, sites_router, orgs_router, audit_router):
         app.include_router(router)

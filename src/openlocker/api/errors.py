@@ -38,10 +38,47 @@ def problem(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> Response:
+def error_response(exc: Exception) -> Response:
+    """The problem+json answer for an error a use case raised (call it where it was caught)."""
+    if isinstance(exc, DomainError):
         return problem(exc.status, exc.code, exc.title, exc.detail, exc.extra, exc.headers)
+    if isinstance(exc, IntegrityError):
+        # A race another request won (same tracking number, same Idempotency-Key …): retryable.
+        log.info("integrity conflict", extra={"error": type(exc.orig).__name__})
+        return problem(
+            409,
+            "concurrent_conflict",
+            "Conflict",
+            "Another request changed the same data at the same time; retry.",
+        )
+    if isinstance(exc, DataError):
+        # Values the database cannot store (a NUL character in text, for one); nothing was written.
+        log.info("data refused by the database", extra={"error": type(exc.orig).__name__})
+        return problem(
+            422,
+            "invalid_input",
+            "Invalid input",
+            "A value holds characters or magnitudes the database cannot store.",
+        )
+    if isinstance(exc, OperationalError):
+        log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
+        return problem(
+            503,
+            "database_unavailable",
+            "Service unavailable",
+            "The database is busy or unreachable; retry.",
+            headers={"Retry-After": "1"},
+        )
+    log.exception("unexpected error")
+    return problem(500, "internal_error", "Internal error", "Something went wrong on our side.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def _from_exception(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    for kind in (DomainError, IntegrityError, DataError, OperationalError, Exception):
+        app.add_exception_handler(kind, _from_exception)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -73,41 +110,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_: Request, exc: IntegrityError) -> Response:
-        # A race another request won (same tracking number, same Idempotency-Key …): retryable.
-        log.info("integrity conflict", extra={"error": type(exc.orig).__name__})
-        return problem(
-            409,
-            "concurrent_conflict",
-            "Conflict",
-            "Another request changed the same data at the same time; retry.",
-        )
-
-    @app.exception_handler(DataError)
-    async def _data(_: Request, exc: DataError) -> Response:
-        # Values the database cannot store (a NUL character in text, for one); nothing was written.
-        log.info("data refused by the database", extra={"error": type(exc.orig).__name__})
-        return problem(
-            422,
-            "invalid_input",
-            "Invalid input",
-            "A value holds characters or magnitudes the database cannot store.",
-        )
-
-    @app.exception_handler(OperationalError)
-    async def _operational(_: Request, exc: OperationalError) -> Response:
-        log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
-        return problem(
-            503,
-            "database_unavailable",
-            "Service unavailable",
-            "The database is busy or unreachable; retry.",
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return problem(500, "internal_error", "Internal error", "Something went wrong on our side.")
