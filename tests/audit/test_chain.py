@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
+from openlocker.audit import service as audit_service
 from openlocker.audit.models import AuditEvent
 from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.context import Context
@@ -108,14 +110,20 @@ def test_rolled_back_work_leaves_no_event(
         assert len(session.scalars(select(AuditEvent.seq)).all()) == before
 
 
+@pytest.mark.parametrize("links_per_statement", [1000, 2])
 def test_sealing_in_small_batches_keeps_one_chain(
-    factory: Factory, client: TestClient, ctx: Context
+    factory: Factory,
+    client: TestClient,
+    ctx: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    links_per_statement: int,
 ) -> None:
+    monkeypatch.setattr(audit_service, "_LINKS_PER_STATEMENT", links_per_statement)
     carrier = factory.org()
     site = factory.site("SSS")
     for _ in range(3):
         factory.deposited(carrier, site)
-    assert seal_pending(ctx, batch=2) == 9  # org, key, site, then announced + deposited x3
+    assert seal_pending(ctx, batch=5) == 9  # org, key, site, then announced + deposited x3
     with ctx.db.read() as session:
         report = check_chain(session)
     assert report.intact and report.unsealed == 0 and report.checked == 9

@@ -25,6 +25,10 @@ def unb64url(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
+#: Derived site keys a process keeps (a key is 32 bytes; a network has thousands of sites).
+_MAX_SITE_KEYS = 100_000
+
+
 class Keyring:
     """Every key the server derives from ``OPENLOCKER_SECRET_KEY``."""
 
@@ -32,6 +36,7 @@ class Keyring:
         self._root = hashlib.sha256(secret_key.encode()).digest()
         self._digest_key = self._derive(b"digest")
         self._box = AESGCM(self._derive(b"outbox-box"))
+        self._site_keys: dict[tuple[str, int], Ed25519PrivateKey] = {}
 
     def _derive(self, purpose: bytes) -> bytes:
         return hmac.new(self._root, b"openlocker:" + purpose, hashlib.sha256).digest()
@@ -42,9 +47,16 @@ class Keyring:
         return hmac.new(self._digest_key, message, hashlib.sha256).hexdigest()
 
     def site_signing_key(self, site_id: str, version: int = 1) -> Ed25519PrivateKey:
-        """The site's Ed25519 key; derived, so no private key is ever stored."""
-        seed = self._derive(f"site-signing:{site_id}:v{version}".encode())
-        return Ed25519PrivateKey.from_private_bytes(seed)
+        """The site's Ed25519 key; derived, so no private key is ever stored (on disk: each
+        process keeps the keys it derived, as it keeps the secret they come from)."""
+        key = self._site_keys.get((site_id, version))
+        if key is None:
+            seed = self._derive(f"site-signing:{site_id}:v{version}".encode())
+            key = Ed25519PrivateKey.from_private_bytes(seed)
+            if len(self._site_keys) >= _MAX_SITE_KEYS:
+                self._site_keys.clear()
+            self._site_keys[(site_id, version)] = key
+        return key
 
     def site_public_key(self, site_id: str, version: int = 1) -> str:
         """The site's public key (base64url, raw 32 bytes), for its kiosk."""

@@ -145,18 +145,6 @@ class Tx:
             raise DBAPIError.instance(sql, params, error, self._error) from error
         return self._cursor
 
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
-        """Run one statement for each parameter set (pipelined by psycopg)."""
-        try:
-            if self.postgres:
-                self._cursor.executemany(_to_psycopg(sql), rows)
-            else:
-                self._cursor.executemany(
-                    sql, [{k: _sqlite_value(v) for k, v in r.items()} for r in rows]
-                )
-        except self._error as error:
-            raise DBAPIError.instance(sql, None, error, self._error) from error
-
     def one(self, sql: str, params: Params | None = None) -> Row | None:
         row: Row | None = self.execute(sql, params).fetchone()
         return row
