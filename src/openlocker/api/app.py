@@ -82,6 +82,8 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if context.db.sql.green is not None:
+                await context.db.sql.green.close()
 
     app = FastAPI(
         title="OpenLocker",

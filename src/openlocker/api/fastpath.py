@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openlocker.api.errors import error_response
 from openlocker.core.context import Context
 from openlocker.core.errors import DomainError
+from openlocker.core.green import run_in_greenlet
 from openlocker.orgs.service import Principal, peek_principal
 
 #: (status, extra headers, body model) of a hot route's answer.
@@ -102,8 +103,13 @@ class HotRoutes:
         # What the metrics middleware reads to name the route, as the router would set it.
         scope["route"] = bound.route
         try:
-            status, extra, model = bound.route.handler(
-                self.ctx, principal, parsed, params, key.decode("latin-1") if key else None
+            status, extra, model = await run_in_greenlet(
+                bound.route.handler,
+                self.ctx,
+                principal,
+                parsed,
+                params,
+                key.decode("latin-1") if key else None,
             )
         except Exception as exc:  # every error gets its problem+json, as in the app
             response = error_response(exc)

@@ -106,7 +106,7 @@ class Database:
         # process's writers on a lock instead keeps the tail latency short.
         self._writer_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         #: Plain-SQL transactions for the hot use cases (``core.sql``), same pool and lock.
-        self.sql = SqlRunner(self.engine, self._writer_lock)
+        self.sql = SqlRunner(self.engine, self._writer_lock, pool_size=pool_size)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ import orjson
 from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from openlocker.core.green import GreenPool, in_greenlet
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -200,43 +202,59 @@ def insert_rows(
 
 
 class SqlRunner:
-    """Opens ``Tx`` transactions on an engine's pooled connections."""
+    """Opens ``Tx`` transactions on an engine's pooled connections.
 
-    def __init__(self, engine: Engine, writer_lock: threading.Lock | None) -> None:
+    Inside a greenlet (``core.green.run_in_greenlet``) PostgreSQL transactions use
+    connections that wait on the event loop; everywhere else, the engine's own pool.
+    """
+
+    def __init__(
+        self, engine: Engine, writer_lock: threading.Lock | None, *, pool_size: int = 10
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self._writer_lock = writer_lock
         self._error = engine.dialect.loaded_dbapi.Error
+        self.green: GreenPool | None = None
+        if self.dialect.name == "postgresql":
+            conninfo = engine.url.set(drivername="postgresql").render_as_string(False)
+            self.green = GreenPool(conninfo, pool_size)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
         """Committed when the block ends, rolled back on any error."""
+        if self.green is not None and in_greenlet():
+            connection = self.green.acquire()
+            try:
+                yield from self._run(connection, write)
+            finally:
+                self.green.release(connection)
+            return
         lock = self._writer_lock if write else None
         if lock is not None:
             lock.acquire()
         try:
-            connection = self.engine.raw_connection()
+            pooled = self.engine.raw_connection()
             try:
-                tx = Tx(connection.dbapi_connection, self.dialect)
-                if not tx.postgres:
-                    tx.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield tx
-                    tx.flush()
-                except BaseException:
-                    connection.rollback()
-                    raise
-                with self._translated_errors():
-                    connection.commit()
+                yield from self._run(pooled.dbapi_connection, write)
             finally:
-                connection.close()
+                pooled.close()
         finally:
             if lock is not None:
                 lock.release()
 
-    @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
+    def _run(self, connection: Any, write: bool) -> Iterator[Tx]:
+        tx = Tx(connection, self.dialect)
+        if not tx.postgres:
+            tx.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            yield
+            yield tx
+            tx.flush()
+        except BaseException:
+            with suppress(self._error):  # a broken connection cannot roll back: it is dropped
+                connection.rollback()
+            raise
+        try:
+            connection.commit()
         except self._error as error:
             raise DBAPIError.instance(None, None, error, self._error) from error
