@@ -2,11 +2,13 @@
 
 For each database (SQLite, and PostgreSQL when reachable) it starts the server, seeds the
 demo network, and drives announce → deposit → pickup from concurrent clients for a fixed
-time. It prints lifecycles per second, p50/p99 latency of each call and the server's peak
-memory (sum of its processes' VmHWM). The load generator runs on the same machine, in its
-own processes, with a minimal keep-alive HTTP/1.1 client so that it takes little CPU.
+time. It prints lifecycles per second, p50/p99 latency of each call, the server's peak
+memory (sum of its processes' VmHWM), and where the CPU went: milliseconds per lifecycle
+in the server, in PostgreSQL and in the load generator, and how busy the machine was. The
+load generator runs on the same machine, in its own processes, with a minimal keep-alive
+HTTP/1.1 client so that it takes little CPU.
 
-    python bench/lifecycle.py [--seconds 20] [--clients 4,24] [--workers 2] [--only postgresql]
+    python bench/lifecycle.py [--seconds 20] [--clients 8,24] [--workers 3] [--only postgresql]
 """
 
 from __future__ import annotations
@@ -387,12 +389,12 @@ def main() -> None:
     parser.add_argument(
         "--clients",
         type=lambda text: [int(n) for n in text.split(",")],
-        default=[4, 24],
+        default=[8, 24],
         help="concurrent lifecycles in flight; a comma-separated list measures each",
     )
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument(
-        "--workers", type=int, default=2, help="server worker processes (PostgreSQL)"
+        "--workers", type=int, default=3, help="server worker processes (PostgreSQL)"
     )
     parser.add_argument(
         "--sqlite-workers", type=int, default=1, help="server worker processes (SQLite)"

@@ -1,19 +1,22 @@
 """Parcel routes: parse, call one service function, map the answer.
 
-The routes are coroutines that call the service directly: each use case is a few indexed
-statements (about a millisecond), cheaper to run on the event loop than to hand to a
-worker thread and back. Throughput comes from worker processes (``openlocker serve
---workers``), not threads.
+The routes are coroutines that run the service in a greenlet (``core.green``): each use
+case is a few indexed statements, cheaper on the event loop than handed to a worker thread
+and back, and its database waits let the loop serve other requests. Throughput comes from
+worker processes (``openlocker serve --workers``), not threads. ``FAST_ROUTES`` answers
+the lifecycle's three calls without FastAPI's per-request work (``api.fastpath``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.api.fastpath import FastRoute, Reply
+from openlocker.core.green import run_in_greenlet
 from openlocker.parcels import service
 from openlocker.parcels.schemas import (
     AnnounceIn,
@@ -77,7 +80,8 @@ async def announce_parcel(
     idempotency_key: IdempotencyKey = None,
 ) -> ParcelOut:
     """Announce a parcel for a site (optionally reserving a compartment)."""
-    return _answer(response, service.announce(ctx, principal, body, idempotency_key))
+    answer = await run_in_greenlet(service.announce, ctx, principal, body, idempotency_key)
+    return _answer(response, answer)
 
 
 @router.get("/parcels")
@@ -91,20 +95,23 @@ async def list_parcels(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ParcelList:
     """The caller's parcels, newest first, with cursor pagination."""
-    return service.list_parcels(
+    return await run_in_greenlet(
+        partial(
+            service.list_parcels,
+            status=status,
+            site_id=site_id,
+            tracking_number=tracking_number,
+            cursor=cursor,
+            limit=limit,
+        ),
         ctx,
         principal,
-        status=status,
-        site_id=site_id,
-        tracking_number=tracking_number,
-        cursor=cursor,
-        limit=limit,
     )
 
 
 @router.get("/parcels/{parcel_id}")
 async def get_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
-    return service.get_parcel(ctx, principal, parcel_id)
+    return await run_in_greenlet(service.get_parcel, ctx, principal, parcel_id)
 
 
 @router.post("/parcels/{parcel_id}/deposit")
@@ -116,21 +123,22 @@ async def deposit_parcel(
     idempotency_key: IdempotencyKey = None,
 ) -> ParcelOut:
     """Deposit the parcel; with ``notify: sender`` the answer carries the pickup credentials."""
-    return _answer(response, service.deposit(ctx, principal, parcel_id, idempotency_key))
+    answer = await run_in_greenlet(service.deposit, ctx, principal, parcel_id, idempotency_key)
+    return _answer(response, answer)
 
 
 @router.post("/parcels/{parcel_id}/cancel")
 async def cancel_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
-    return service.cancel(ctx, principal, parcel_id)
+    return await run_in_greenlet(service.cancel, ctx, principal, parcel_id)
 
 
 @router.post("/parcels/{parcel_id}/return")
 async def return_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
     """Courier retrieval of an expired parcel."""
-    return service.retrieve(ctx, principal, parcel_id)
+    return await run_in_greenlet(service.retrieve, ctx, principal, parcel_id)
 
 
 @router.post("/sites/{site_id}/pickups", tags=["kiosk"])
 async def pickup(site_id: str, body: PickupIn, ctx: CtxDep, principal: PrincipalDep) -> PickupOut:
     """A kiosk of the site opens the compartment for a PIN, QR or link token."""
-    return service.pickup(ctx, principal, site_id, body)
+    return await run_in_greenlet(service.pickup, ctx, principal, site_id, body)
