@@ -123,6 +123,17 @@ _LINKS_PER_STATEMENT = 1000
 
 def _write_links(tx: Tx, links: list[tuple[int, int, str, str]]) -> None:
     """Give events their place and hashes: one statement for many (not one per event)."""
+    if tx.postgres:
+        # Four arrays keep the statement's text constant: prepared once, not parsed per batch.
+        seqs, indexes, prevs, hashes = (list(column) for column in zip(*links, strict=True))
+        tx.execute(
+            "UPDATE audit_events SET chain_index = v.i, prev_hash = v.p, hash = v.h"
+            " FROM unnest(CAST(:seqs AS bigint[]), CAST(:indexes AS bigint[]),"
+            " CAST(:prevs AS text[]), CAST(:hashes AS text[])) AS v(s, i, p, h)"
+            " WHERE audit_events.seq = v.s",
+            {"seqs": seqs, "indexes": indexes, "prevs": prevs, "hashes": hashes},
+        )
+        return
     values = ", ".join(f"(:s{i}, :i{i}, :p{i}, :h{i})" for i in range(len(links)))
     params: dict[str, Any] = {}
     for i, (seq, chain_index, prev_hash, digest) in enumerate(links):

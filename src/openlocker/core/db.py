@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+from psycopg.types.json import set_json_loads
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -70,6 +72,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     # No pre-ping: it costs a round trip per transaction; a dropped connection fails one
     # request with 503 database_unavailable and is replaced.
+    # JSON columns parse with orjson, as they are written (the audit sealer reads every event).
+    set_json_loads(orjson.loads)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
 
 
