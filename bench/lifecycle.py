@@ -5,7 +5,7 @@ demo network, and drives announce → deposit → pickup from concurrent clients
 time. It prints lifecycles per second, p50/p99 latency of each call, the server's peak
 memory (sum of its processes' VmHWM), and where the CPU went: milliseconds per lifecycle
 in the server, in PostgreSQL and in the load generator, and how busy the machine was. The
-load generator runs on the same machine, in its own processes, with a minimal keep-alive
+load generator runs on the same machine, in its own process, with a minimal keep-alive
 HTTP/1.1 client so that it takes little CPU.
 
     python bench/lifecycle.py [--seconds 20] [--clients 8,24] [--workers 3] [--only postgresql]
@@ -392,7 +392,7 @@ def main() -> None:
         default=[8, 24],
         help="concurrent lifecycles in flight; a comma-separated list measures each",
     )
-    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--load-processes", type=int, default=1)
     parser.add_argument(
         "--workers", type=int, default=3, help="server worker processes (PostgreSQL)"
     )
