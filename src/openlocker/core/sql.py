@@ -69,7 +69,7 @@ def _sqlite_value(value: Any) -> Any:
 
 
 class Tx:
-    """One transaction's statements; use ``Database.sql()`` or ``Tx.of(session)``."""
+    """One transaction's statements: from ``Database.sql.transaction()`` or ``Tx.of(session)``."""
 
     def __init__(self, dbapi_connection: Any, dialect: Dialect, *, deferring: bool = True) -> None:
         self.postgres = dialect.name == "postgresql"
