@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
 from openlocker.audit.models import AuditEvent
-from openlocker.cli import app
+from openlocker.cli import app, metrics_folder
 from openlocker.core.config import get_settings
 from openlocker.core.context import Context
 
@@ -47,3 +52,19 @@ def test_seed_demo_json_then_audit_verify(env: None, ctx: Context) -> None:
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1
     assert "broken" in broken.output and "altered" in broken.output
+
+
+def test_serve_removes_metrics_folders_of_stopped_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    gone = tmp_path / f"openlocker-metrics-{stopped.pid}-abc"
+    running = tmp_path / f"openlocker-metrics-{os.getpid()}-def"
+    other = tmp_path / "unrelated"
+    for folder in (gone, running, other):
+        folder.mkdir()
+    fresh = Path(metrics_folder())
+    assert not gone.exists() and running.exists() and other.exists()
+    assert fresh.is_dir() and fresh.name.startswith(f"openlocker-metrics-{os.getpid()}-")

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -97,7 +98,7 @@ def serve(
         return
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Counters from every worker add up on /metrics.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="openlocker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder()
     # Workers start from uvicorn's own small main module, not this command's (which would
     # load the planning tools, about 100 MiB, into every worker).
     log_config = Path(__file__).resolve().parent / "api" / "logging.json"
@@ -119,6 +120,28 @@ def serve(
             str(log_config),
         ],
     )
+
+
+def metrics_folder() -> str:
+    """A fresh folder for the workers' metrics, named after this process (which becomes the
+    server: ``serve`` execs uvicorn). Folders of servers that have stopped are removed, since
+    the exec leaves no one to clean up after them."""
+    prefix = "openlocker-metrics-"
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        owner = folder.name.removeprefix(prefix).split("-", 1)[0]
+        if owner.isdigit() and folder.stat().st_uid == os.getuid() and not _alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @app.command()
