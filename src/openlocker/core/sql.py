@@ -224,7 +224,10 @@ class SqlRunner:
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
         """Committed when the block ends, rolled back on any error."""
         if self.green is not None and in_greenlet():
-            connection = self.green.acquire()
+            try:
+                connection = self.green.acquire()
+            except self._error as error:  # cannot connect: the same 503 as the engine's pool
+                raise DBAPIError.instance(None, None, error, self._error) from error
             try:
                 yield from self._run(connection, write)
             finally:
