@@ -8,7 +8,7 @@ in the server, in PostgreSQL and in the load generator, and how busy the machine
 load generator runs on the same machine, in its own process, with a minimal keep-alive
 HTTP/1.1 client so that it takes little CPU.
 
-    python bench/lifecycle.py [--seconds 20] [--clients 8,24] [--workers 3] [--only postgresql]
+    python bench/lifecycle.py [--seconds 20] [--clients 8,24] [--workers 2] [--only postgresql]
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ def main() -> None:
     )
     parser.add_argument("--load-processes", type=int, default=1)
     parser.add_argument(
-        "--workers", type=int, default=3, help="server worker processes (PostgreSQL)"
+        "--workers", type=int, default=2, help="server worker processes (PostgreSQL)"
     )
     parser.add_argument(
         "--sqlite-workers", type=int, default=1, help="server worker processes (SQLite)"
