@@ -11,7 +11,7 @@ from openlocker.core.db import Database
 from openlocker.core.green import run_in_greenlet
 
 
-def _count_in_one_transaction(db: Database) -> int:
+def _select_one_in_a_transaction(db: Database) -> int:
     with db.sql.transaction(write=False) as tx:
         return int(tx.scalar("SELECT 1"))
 
@@ -19,5 +19,5 @@ def _count_in_one_transaction(db: Database) -> int:
 def test_an_unreachable_database_raises_what_the_api_maps_to_503() -> None:
     db = Database("postgresql://openlocker@127.0.0.1:1/nowhere")
     with pytest.raises(OperationalError):
-        asyncio.run(run_in_greenlet(_count_in_one_transaction, db))
+        asyncio.run(run_in_greenlet(_select_one_in_a_transaction, db))
     db.dispose()

@@ -121,8 +121,7 @@ def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: st
         " p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
         " FROM credential_sets c JOIN parcels p ON p.id = c.parcel_id"
         " LEFT JOIN compartments m ON m.id = p.compartment_id"
-        f" WHERE c.{_DIGEST_COLUMN[kind]} = :digest ORDER BY c.active DESC LIMIT 1"
-        + (" FOR UPDATE OF p" if tx.postgres else ""),
+        f" WHERE c.{_DIGEST_COLUMN[kind]} = :digest ORDER BY c.active DESC LIMIT 1" + tx.lock("p"),
         {"site_id": site.id, "digest": _digest(ctx, kind, site.id, secret)},
     )
     if kind == "pin":
@@ -170,7 +169,7 @@ def do_count_pin_failure(tx: Tx, site_id: str, now: datetime) -> int:
     """
     row = tx.one(
         "SELECT consecutive_failures, last_failure_at FROM kiosk_attempts"
-        f" WHERE site_id = :site_id{tx.for_update}",
+        f" WHERE site_id = :site_id{tx.lock()}",
         {"site_id": site_id},
     )
     assert row is not None, "every site has its kiosk_attempts row"

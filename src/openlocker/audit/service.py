@@ -155,7 +155,7 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
     sealed = 0
     while True:
         with ctx.db.sql.transaction() as tx:
-            head = tx.one(f"SELECT hash, count FROM audit_head WHERE id = 1{tx.for_update}")
+            head = tx.one(f"SELECT hash, count FROM audit_head WHERE id = 1{tx.lock()}")
             assert head is not None, "audit_head is seeded by the first migration"
             pending = tx.all(_PENDING, {"batch": batch})
             if not pending:

@@ -6,7 +6,7 @@ speak SQL through ``Tx``, a thin layer over the DBAPI connection. One code path 
 serves both databases:
 
 - statements are written once with ``:name`` parameters (rewritten for psycopg);
-- ``Tx.for_update`` / ``Tx.skip_locked`` are row-lock clauses on PostgreSQL and empty on
+- ``Tx.lock()`` gives a row-lock clause on PostgreSQL and nothing on
   SQLite, where a write transaction (``BEGIN IMMEDIATE``) already excludes other writers;
 - datetimes go in aware and come out aware (``Tx.time``): SQLite stores them as naive UTC
   text, exactly as SQLAlchemy's ``UtcDateTime`` does, so ORM and SQL read the same rows;
@@ -77,8 +77,13 @@ class Tx:
         self._error = dialect.loaded_dbapi.Error
         self._deferring = deferring
         self._deferred: list[tuple[str, Params]] = []
-        self.for_update = " FOR UPDATE" if self.postgres else ""
-        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+
+    def lock(self, of: str | None = None, *, skip_locked: bool = False) -> str:
+        """`` FOR UPDATE [OF table] [SKIP LOCKED]`` on PostgreSQL; SQLite's write transaction
+        already keeps other writers out, so there it is empty."""
+        if not self.postgres:
+            return ""
+        return " FOR UPDATE" + (f" OF {of}" if of else "") + (" SKIP LOCKED" if skip_locked else "")
 
     @classmethod
     def of(cls, session: Session) -> Tx:

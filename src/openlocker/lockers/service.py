@@ -259,7 +259,7 @@ def do_claim_compartment(
     row = tx.one(
         "UPDATE compartments SET state = :new_state, use_count = use_count + :uses"
         f" WHERE id = (SELECT id FROM compartments WHERE {where} ORDER BY {order} LIMIT 1"
-        f"{tx.skip_locked}) RETURNING id, label, size_code",
+        f"{tx.lock(skip_locked=True)}) RETURNING id, label, size_code",
         {**params, "new_state": state, "uses": 1 if state == "occupied" else 0},
     )
     if row is None:

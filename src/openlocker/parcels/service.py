@@ -116,13 +116,6 @@ def _parcel(tx: Tx, row: Row) -> ParcelRow:
     return ParcelRow(*values)
 
 
-def _lock(tx: Tx, *, skip_locked: bool = False) -> str:
-    """Lock the parcel rows a query returns (``p``), not their compartments."""
-    if not tx.postgres:
-        return ""
-    return " FOR UPDATE OF p SKIP LOCKED" if skip_locked else " FOR UPDATE OF p"
-
-
 def parcel_view(parcel: ParcelRow, pickup: PickupCredentials | None = None) -> ParcelOut:
     box = _dimensions(parcel)
     compartment = (
@@ -174,7 +167,8 @@ def access_parcel(tx: Tx, principal: Principal, parcel_id: str, *, lock: bool = 
     if not principal.is_admin:
         sql += " AND p.carrier_org_id = :org_id"
         params["org_id"] = principal.org_id
-    row = tx.one(sql + (_lock(tx) if lock else ""), params)
+    # The parcel row is locked, not its compartment.
+    row = tx.one(sql + (tx.lock("p") if lock else ""), params)
     if row is None:
         raise NotFound(f"No parcel {parcel_id!r}.", code="parcel_not_found")
     return _parcel(tx, row)
@@ -195,11 +189,11 @@ def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
     )
 
 
-def _transition_error(parcel: ParcelRow, action: str) -> Conflict:
+def _transition_error(status: str, action: str) -> Conflict:
     return Conflict(
-        f"A parcel that is {parcel.status} cannot be {action}.",
+        f"A parcel that is {status} cannot be {action}.",
         code="invalid_transition",
-        extra={"parcel_status": parcel.status},
+        extra={"parcel_status": status},
     )
 
 
@@ -433,7 +427,7 @@ def deposit(
                 )
                 return Answer(stored.status_code, first.model_copy(update={"pickup": pickup}), True)
         if parcel.status != "announced":
-            raise _transition_error(parcel, "deposited")
+            raise _transition_error(parcel.status, "deposited")
         site = access_site_info(ctx, tx, parcel.site_id)
         now = ctx.clock()
         if parcel.compartment_id is not None:
@@ -533,7 +527,7 @@ def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     with ctx.db.sql.transaction() as tx:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "announced":
-            raise _transition_error(parcel, "cancelled")
+            raise _transition_error(parcel.status, "cancelled")
         now = ctx.clock()
         released = _release_compartment(tx, parcel)
         _set(
@@ -563,7 +557,7 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     with ctx.db.sql.transaction() as tx:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "expired":
-            raise _transition_error(parcel, "returned")
+            raise _transition_error(parcel.status, "returned")
         now = ctx.clock()
         _set(tx, parcel, status="returned", returned_at=now)
         messages = [_webhook(parcel, "parcel.returned", now)]
@@ -619,11 +613,7 @@ def _do_pickup(
     tx: Tx, actor: Actor, site: SiteInfo, match: access.Match, kind: str, now: datetime
 ) -> PickupOut:
     if match.status != "deposited" or match.compartment_id is None:
-        raise Conflict(
-            f"A parcel that is {match.status} cannot be picked up.",
-            code="invalid_transition",
-            extra={"parcel_status": match.status},
-        )
+        raise _transition_error(match.status, "picked up")
     assert match.compartment_label is not None and match.compartment_size is not None
     compartment = Claimed(match.compartment_id, match.compartment_label, match.compartment_size)
     access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
@@ -732,7 +722,7 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
 def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
     now = ctx.clock()
     with ctx.db.sql.transaction() as tx:
-        lock = _lock(tx, skip_locked=True)
+        lock = tx.lock("p", skip_locked=True)
         params = {"now": now, "batch": batch}
         due = tx.all(
             _SELECT
