@@ -76,9 +76,12 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def ctx(database_url: str, clock: FrozenClock) -> Iterator[Context]:
+def ctx(database_url: str, clock: FrozenClock, tmp_path: Path) -> Iterator[Context]:
     settings = Settings(
-        database_url=database_url, secret_key="test-secret", base_url="https://lockers.test"
+        database_url=database_url,
+        secret_key="test-secret",
+        base_url="https://lockers.test",
+        data_dir=tmp_path / "data",
     )
     context = Context(Database(database_url), Keyring(settings.secret_key), settings, clock)
     yield context

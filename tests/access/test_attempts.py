@@ -11,30 +11,51 @@ import pytest
 from openlocker.access.attempts import (
     FORGIVE_SECONDS,
     FREE_FAILURES,
+    GOAL_CHANCE,
+    GOAL_WAITING_PARCELS,
+    GOAL_WINDOW_SECONDS,
     MAX_LOCKOUT_SECONDS,
     breach_probability,
+    day_breach_bound,
     lockout_seconds,
     max_guesses,
     recent_failures,
 )
-from openlocker.access.credentials import PIN_LENGTH
+from openlocker.core.config import Settings
 
 DAY = 86_400
-#: The goal: random typing at one kiosk for a day opens any of 500 waiting parcels with < 0.1 %.
+#: The goal: random typing at one site for a day opens any of 500 waiting parcels with < 0.1 %.
 GOAL = 0.001
 WAITING_PARCELS = 500
 
 
-def test_the_goal_is_met_with_a_fivefold_margin() -> None:
+def test_the_goal_is_the_documented_one() -> None:
+    assert (GOAL_WINDOW_SECONDS, GOAL_WAITING_PARCELS, GOAL_CHANCE) == (DAY, WAITING_PARCELS, GOAL)
+
+
+def test_the_configured_pin_length_meets_the_goal_with_both_buckets() -> None:
+    length = Settings().pin_length
     guesses = max_guesses(DAY)
-    chance = breach_probability(guesses, WAITING_PARCELS, PIN_LENGTH)
-    print(f"{guesses} guesses/day, breach {chance:.3e} ({GOAL / chance:.1f}x under the goal)")
+    alone = breach_probability(guesses, WAITING_PARCELS, length)
+    bound = day_breach_bound(length)
+    print(f"{guesses} guesses/day per bucket, bound {bound:.3e} ({GOAL / bound:.1f}x under)")
     assert guesses == 34
-    assert chance < GOAL / 5
+    # Phone buckets together are worth one more bucket's guesses against every waiting code.
+    assert alone < bound < 2.0001 * alone
+    assert bound < GOAL / 2.5
 
 
-def test_six_digit_pins_would_miss_the_goal() -> None:
-    assert breach_probability(max_guesses(DAY), WAITING_PARCELS, 6) > GOAL
+@pytest.mark.parametrize(("length", "figure"), [(6, "3.386%"), (7, "0.340%")])
+def test_a_pin_length_that_misses_the_goal_is_refused_with_its_figure(
+    length: int, figure: str
+) -> None:
+    assert day_breach_bound(length) > GOAL
+    with pytest.raises(ValueError, match=figure):
+        Settings(pin_length=length)
+
+
+def test_eight_digits_and_more_are_accepted() -> None:
+    assert [Settings(pin_length=n).pin_length for n in (8, 9, 12)] == [8, 9, 12]
 
 
 def test_the_first_failures_are_free_then_the_lockout_doubles_up_to_an_hour() -> None:

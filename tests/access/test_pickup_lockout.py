@@ -1,7 +1,8 @@
-"""Wrong typed PINs lock a kiosk's PIN pad for a growing time; QR and link still work."""
+"""Wrong typed PINs lock a site's PINs for a growing time, per bucket; QR and link still work."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -9,7 +10,7 @@ from openlocker.access.attempts import FORGIVE_SECONDS, FREE_FAILURES, lockout_s
 from openlocker.audit.models import AuditEvent
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
-from tests.factories import Factory
+from tests.factories import Factory, Org
 
 
 def _wrong_pin(pin: str) -> str:
@@ -75,19 +76,126 @@ def test_lockout_schedule_over_http(
     assert all(wrong not in str(d) for d in data)
 
 
-def test_lockout_is_per_kiosk(factory: Factory, client: TestClient) -> None:
+def _lock_pins_typed_alone(client: TestClient, site: str, kiosk: Org, wrong: str) -> None:
+    for _ in range(FREE_FAILURES):
+        assert (
+            client.post(f"/v1/sites/{site}/pickups", json={"pin": wrong}, headers=kiosk.headers)
+        ).json()["code"] == "invalid_code"
+
+
+def test_a_sites_kiosks_share_one_count_and_other_sites_are_untouched(
+    factory: Factory, client: TestClient
+) -> None:
     carrier = factory.org()
     noisy, quiet = factory.site("S"), factory.site("S")
-    parcel = factory.deposited(carrier, quiet)
-    for _ in range(FREE_FAILURES):
-        client.post(
-            f"/v1/sites/{noisy}/pickups",
-            json={"pin": "99999999"},
-            headers=factory.kiosk(noisy).headers,
-        )
-    response = client.post(
+    waiting = factory.deposited(carrier, noisy)
+    elsewhere = factory.deposited(carrier, quiet)
+    hall, street = factory.kiosk(noisy), factory.kiosk(noisy)
+    _lock_pins_typed_alone(client, noisy, hall, _wrong_pin(waiting["pickup"]["pin"]))
+
+    # The site's other kiosk is locked too: guesses spread over kiosks add up.
+    other_kiosk = client.post(
+        f"/v1/sites/{noisy}/pickups", json={"pin": waiting["pickup"]["pin"]}, headers=street.headers
+    )
+    assert other_kiosk.status_code == 429 and other_kiosk.json()["code"] == "too_many_attempts"
+    assert other_kiosk.json()["phone_accepted"] is True
+    other_site = client.post(
         f"/v1/sites/{quiet}/pickups",
-        json={"pin": parcel["pickup"]["pin"]},
+        json={"pin": elsewhere["pickup"]["pin"]},
         headers=factory.kiosk(quiet).headers,
     )
-    assert response.status_code == 200
+    assert other_site.status_code == 200
+
+
+def test_a_recipient_gets_past_a_lockout_with_their_phone_suffix(
+    factory: Factory, client: TestClient
+) -> None:
+    carrier = factory.org()
+    site = factory.site("SS")
+    kiosk = factory.kiosk(site)
+    url = f"/v1/sites/{site}/pickups"
+    ana = factory.deposited(carrier, site, recipient={"phone": "+48 601 234 567"})
+    bo = factory.deposited(carrier, site, recipient={"phone": "+48 602 000 111"})
+    _lock_pins_typed_alone(client, site, kiosk, _wrong_pin(ana["pickup"]["pin"]))
+    assert (
+        client.post(url, json={"pin": ana["pickup"]["pin"]}, headers=kiosk.headers).status_code
+        == 429
+    )
+
+    # A prankster typing wrong PINs with Bo's suffix locks that suffix only.
+    for _ in range(FREE_FAILURES):
+        client.post(
+            url,
+            json={"pin": _wrong_pin(bo["pickup"]["pin"]), "phone": "0111"},
+            headers=kiosk.headers,
+        )
+    blocked = client.post(
+        url, json={"pin": bo["pickup"]["pin"], "phone": "0111"}, headers=kiosk.headers
+    )
+    assert blocked.status_code == 429 and blocked.json()["phone_accepted"] is False
+
+    # Written any way, the number's last four digits are what counts.
+    opened = client.post(
+        url, json={"pin": ana["pickup"]["pin"], "phone": "601-234-567"}, headers=kiosk.headers
+    )
+    assert opened.status_code == 200 and opened.json()["parcel_id"] == ana["id"]
+
+
+def test_a_right_pin_with_another_phone_suffix_is_a_wrong_pin(
+    factory: Factory, client: TestClient
+) -> None:
+    carrier = factory.org()
+    site = factory.site("SS")
+    kiosk = factory.kiosk(site)
+    url = f"/v1/sites/{site}/pickups"
+    with_phone = factory.deposited(carrier, site, recipient={"phone": "+48 601 234 567"})
+    without = factory.deposited(carrier, site)
+    for parcel in (with_phone, without):
+        mismatch = client.post(
+            url, json={"pin": parcel["pickup"]["pin"], "phone": "9999"}, headers=kiosk.headers
+        )
+        assert mismatch.status_code == 403 and mismatch.json()["code"] == "invalid_code"
+    # Typed alone, both PINs still open their doors.
+    for parcel in (with_phone, without):
+        assert factory.pick_up(site, parcel, by="pin").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"qr": "x", "phone": "1234"}, {"pin": "12345678", "phone": "12"}, {"pin": "1", "phone": "ab"}],
+)
+def test_a_phone_goes_only_with_a_pin_and_needs_four_digits(
+    factory: Factory, client: TestClient, body: dict[str, str]
+) -> None:
+    site = factory.site("S")
+    answer = client.post(
+        f"/v1/sites/{site}/pickups", json=body, headers=factory.kiosk(site).headers
+    )
+    assert answer.status_code == 422
+
+
+def test_refusals_during_a_lockout_write_one_audit_event(
+    factory: Factory, client: TestClient, ctx: Context, clock: FrozenClock
+) -> None:
+    carrier = factory.org()
+    site = factory.site("S")
+    kiosk = factory.kiosk(site)
+    parcel = factory.deposited(carrier, site)
+    wrong = _wrong_pin(parcel["pickup"]["pin"])
+    _lock_pins_typed_alone(client, site, kiosk, wrong)
+    url = f"/v1/sites/{site}/pickups"
+    for _ in range(200):
+        assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 429
+    clock.advance(seconds=lockout_seconds(FREE_FAILURES))
+    assert client.post(url, json={"pin": wrong}, headers=kiosk.headers).status_code == 403
+
+    with ctx.db.read() as session:
+        events = session.execute(
+            select(AuditEvent.name, AuditEvent.data)
+            .where(AuditEvent.site_id == site)
+            .order_by(AuditEvent.seq)
+        ).all()
+    names = [name for name, _ in events]
+    assert names.count("pickup.refused") == 1
+    assert names.count("pickup.failed") == FREE_FAILURES + 1
+    assert events[-1].data["refused_before"] == 200

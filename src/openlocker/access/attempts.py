@@ -1,9 +1,10 @@
-"""How long a kiosk refuses typed PINs after wrong ones, and what that schedule buys.
+"""How long a site refuses typed PINs after wrong ones, and what that schedule buys.
 
-Wrong typed PINs are counted per site (every kiosk and API call of the site shares one count).
-The first ``FREE_FAILURES - 1`` cost nothing; from the ``FREE_FAILURES``-th on, each wrong PIN
-locks typed PINs for ``lockout_seconds`` (30 s, doubling, capped at an hour). QR codes and
-links are never locked. Time, not a right PIN, forgives: one failure per ``FORGIVE_SECONDS``
+Wrong typed PINs are counted per bucket of a site (every kiosk and API call of the site shares
+it): PINs typed alone share one bucket, PINs typed with a phone suffix one per suffix. The
+first ``FREE_FAILURES - 1`` cost nothing; from the ``FREE_FAILURES``-th on, each wrong PIN
+locks the bucket's PINs for ``lockout_seconds`` (30 s, doubling, capped at an hour). QR codes
+and links are never locked. Time, not a right PIN, forgives: one failure per ``FORGIVE_SECONDS``
 without a failure. A right PIN must not clear the count, or an attacker at a busy kiosk would
 get fresh free guesses after every recipient's pickup. The figures behind the schedule are in
 ``docs/security.md``.
@@ -23,6 +24,11 @@ MAX_LOCKOUT_SECONDS = 3600
 #: One failure is forgiven per full quiet period; equal to the cap so even a locked-out
 #: attacker's count stops rising (wait an hour, lose one failure, add one).
 FORGIVE_SECONDS = MAX_LOCKOUT_SECONDS
+#: The goal (docs/security.md): a day of typing PINs at one site opens none of the site's
+#: ``GOAL_WAITING_PARCELS`` waiting parcels, but with a chance under ``GOAL_CHANCE``.
+GOAL_WINDOW_SECONDS = 86_400
+GOAL_WAITING_PARCELS = 500
+GOAL_CHANCE = 0.001
 #: Beyond this many doublings the lockout is capped anyway; bounds the shift for huge counts.
 _DOUBLINGS = (MAX_LOCKOUT_SECONDS // FIRST_LOCKOUT_SECONDS).bit_length()
 
@@ -97,3 +103,29 @@ def breach_probability(guesses: int, active_codes: int, pin_length: int) -> floa
     shorter, longer = sorted((guesses, active_codes))
     log_miss = math.fsum(math.log1p(-longer / (space - i)) for i in range(shorter))
     return -math.expm1(log_miss)
+
+
+def day_breach_bound(pin_length: int) -> float:
+    """The worst-case chance that a day of typing opens any of ``GOAL_WAITING_PARCELS``.
+
+    The PIN-alone bucket allows ``g = max_guesses(day)`` guesses, each against every waiting
+    code. A phone bucket allows ``g`` too, but its guesses hit only the codes of parcels with
+    that suffix: with ``n_b`` of them a bucket's chance is at most ``g * n_b / (N - g)``, and
+    the ``n_b`` add up to at most ``k``, however many buckets an attacker tries. So the
+    bound is ``breach_probability(g, k) + g * k / (N - g)`` (a union bound).
+    """
+    guesses = max_guesses(GOAL_WINDOW_SECONDS)
+    alone = breach_probability(guesses, GOAL_WAITING_PARCELS, pin_length)
+    with_phone = guesses * GOAL_WAITING_PARCELS / (10**pin_length - guesses)
+    return min(1.0, alone + with_phone)
+
+
+def check_pin_length(pin_length: int) -> None:
+    """Raise ``ValueError``, saying the figure, for a PIN length that misses the goal."""
+    chance = day_breach_bound(pin_length)
+    if chance >= GOAL_CHANCE:
+        raise ValueError(
+            f"{pin_length}-digit PINs miss the guessing goal: a day of typing at one site "
+            f"opens one of {GOAL_WAITING_PARCELS} waiting parcels with a chance of up to "
+            f"{chance:.3%}, over {GOAL_CHANCE:.1%} (docs/security.md); use 8 digits or more"
+        )

@@ -40,6 +40,8 @@ from openlocker.core.ids import CROCKFORD
 from openlocker.core.keys import Keyring, b64url, unb64url
 
 PIN_LENGTH = 8
+#: Digits of the recipient's phone number typed with a PIN (the lockout counts per suffix).
+PHONE_SUFFIX_DIGITS = 4
 LINK_TOKEN_BYTES = 16
 
 FORMAT_ULID = 1
@@ -79,6 +81,21 @@ def credential_digest(keyring: Keyring, kind: str, site_id: str, secret: str) ->
     if kind not in KINDS:
         raise ValueError(f"unknown credential kind {kind!r}")
     return keyring.digest(f"credential:{kind}", f"{site_id}\x00{secret}")
+
+
+def phone_suffix(phone: str | None) -> str | None:
+    """The last ``PHONE_SUFFIX_DIGITS`` digits of a phone number, however it is written
+    (``+48 601-234-567`` and ``601234567`` agree); None when it has fewer digits."""
+    digits = "".join(char for char in phone or "" if char.isascii() and char.isdigit())
+    return digits[-PHONE_SUFFIX_DIGITS:] if len(digits) >= PHONE_SUFFIX_DIGITS else None
+
+
+def phone_tag(keyring: Keyring, site_id: str, suffix: str) -> str:
+    """What is stored for a recipient's phone suffix at a site: an HMAC, like a credential.
+
+    Typed PINs are counted per tag (``access.service``), so the tag is scoped to the site.
+    """
+    return keyring.digest("credential:phone", f"{site_id}\x00{suffix}")
 
 
 @dataclass(frozen=True, slots=True)

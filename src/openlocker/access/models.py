@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -49,3 +49,24 @@ class CredentialSet(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     #: Which of the three opened the compartment.
     used_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    #: HMAC of the recipient's phone suffix, when the parcel has a phone: a PIN typed with
+    #: that suffix is counted in its own bucket (``PinAttempts``).
+    phone_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PinAttempts(Base):
+    """Consecutive wrong typed PINs in one bucket of a site, shared by every server process.
+
+    ``bucket`` is ``''`` for PINs typed alone, else the tag of the phone suffix typed with
+    them. Rows appear with the first wrong PIN of their bucket.
+    """
+
+    __tablename__ = "pin_attempts"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: Typed PINs refused during the current lockout; only the first one is an audit event.
+    refusals: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,7 +1,8 @@
-"""Pickup credentials: issue, check and void them; count wrong typed PINs per kiosk."""
+"""Pickup credentials: issue, check and void them; count wrong typed PINs per bucket."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,20 +37,28 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
 
 _INSERT_SET = (
     "INSERT INTO credential_sets (id, parcel_id, site_id, pin_digest, qr_digest, link_digest,"
-    " active, expires_at, created_at) VALUES (:id, :parcel_id, :site_id, :pin, :qr, :link,"
-    " TRUE, :expires_at, :created_at)"
+    " phone_tag, active, expires_at, created_at) VALUES (:id, :parcel_id, :site_id, :pin, :qr,"
+    " :link, :phone_tag, TRUE, :expires_at, :created_at)"
     " ON CONFLICT (site_id, pin_digest) WHERE active DO NOTHING RETURNING id"
 )
 
 
 def do_issue_credentials(
-    ctx: Context, tx: Tx, *, parcel_id: str, site: SiteInfo, expires_at: datetime
+    ctx: Context,
+    tx: Tx,
+    *,
+    parcel_id: str,
+    site: SiteInfo,
+    expires_at: datetime,
+    phone: str | None = None,
 ) -> IssuedCredentials:
     """Issue a PIN (unique among the site's active ones), a signed QR token and a link token.
 
-    The three are stored in one row; a PIN already active at the site is refused by the
-    unique index and drawn again.
+    The three are stored in one row, with the tag of the recipient's ``phone`` suffix when
+    there is one (the PIN is then also accepted typed with that suffix, in its own lockout
+    bucket); a PIN already active at the site is refused by the unique index and drawn again.
     """
+    suffix = credentials.phone_suffix(phone)
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
         parcel_id=parcel_id,
@@ -64,6 +73,7 @@ def do_issue_credentials(
         "site_id": site.id,
         "qr": _digest(ctx, "qr", site.id, qr),
         "link": _digest(ctx, "link", site.id, link),
+        "phone_tag": credentials.phone_tag(ctx.keyring, site.id, suffix) if suffix else None,
         "expires_at": expires_at,
         "created_at": ctx.clock(),
     }
@@ -103,34 +113,55 @@ class Match:
     compartment_size: str | None
 
 
-def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: str) -> Match:
+#: The bucket of PINs typed without a phone suffix (one per site).
+PIN_ALONE = ""
+
+
+def pin_bucket(ctx: Context, site_id: str, phone: str | None) -> str:
+    """Where a typed PIN is counted: the site's PIN-alone bucket, or its phone suffix's."""
+    suffix = credentials.phone_suffix(phone)
+    return PIN_ALONE if suffix is None else credentials.phone_tag(ctx.keyring, site_id, suffix)
+
+
+def _bucket_lock_key(site_id: str, bucket: str) -> int:
+    digest = hashlib.blake2b(f"pin-attempts:{site_id}:{bucket}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def check_credential(
+    ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: str, *, bucket: str = PIN_ALONE
+) -> Match:
     """The parcel whose active credential matches ``secret`` at ``site``, locked for update.
 
-    Raises ``too_many_attempts`` for a typed PIN while the kiosk refuses them (before saying
-    anything about the PIN), then ``invalid_code`` (unknown or voided), ``code_used``,
-    ``code_expired`` or ``wrong_site``.
+    A typed PIN is judged holding its ``bucket``'s lock (``pin_bucket``) until the
+    transaction ends, so a wrong one is counted (``do_count_pin_failure``) before the next
+    PIN of the bucket is judged, whatever the number of server processes. Raises
+    ``too_many_attempts`` while the bucket refuses PINs (before saying anything about the
+    PIN), then ``invalid_code`` (unknown, voided, or typed with another phone suffix),
+    ``code_used``, ``code_expired`` or ``wrong_site``.
     """
     now = ctx.clock()
-    if kind == "qr":
+    if kind == "pin":
+        tx.serialize(_bucket_lock_key(site.id, bucket))
+    elif kind == "qr":
         # The same check a locker makes offline with only the site's public key.
         credentials.verify_qr(secret, load_public_key(site.public_key), site_id=site.id, now=now)
     # Digests of PINs and QR tokens include the site, so only a link can match elsewhere.
     row = tx.one(
-        "SELECT (SELECT locked_until FROM kiosk_attempts WHERE site_id = :site_id),"
-        " c.site_id, c.used_kind, c.expires_at, c.active, p.id, p.status,"
-        " p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
+        "SELECT (SELECT locked_until FROM pin_attempts WHERE site_id = :site_id"
+        " AND bucket = :bucket), c.site_id, c.used_kind, c.expires_at, c.active, c.phone_tag,"
+        " p.id, p.status, p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
         " FROM credential_sets c JOIN parcels p ON p.id = c.parcel_id"
         " LEFT JOIN compartments m ON m.id = p.compartment_id"
         f" WHERE c.{_DIGEST_COLUMN[kind]} = :digest ORDER BY c.active DESC LIMIT 1" + tx.lock("p"),
-        {"site_id": site.id, "digest": _digest(ctx, kind, site.id, secret)},
+        {"site_id": site.id, "bucket": bucket, "digest": _digest(ctx, kind, site.id, secret)},
     )
     if kind == "pin":
-        check_typed_pins_allowed(
-            tx.time(row[0]) if row is not None else kiosk_locked_until(tx, site.id), now
-        )
-    if row is None:
+        locked_until = tx.time(row[0]) if row is not None else pin_locked_until(tx, site.id, bucket)
+        check_typed_pins_allowed(locked_until, now, with_phone=bucket != PIN_ALONE)
+    if row is None or (bucket != PIN_ALONE and row[5] != bucket):
         raise Forbidden("The code is not valid at this locker.", code="invalid_code")
-    _, site_id, used_kind, expires_at, active, *parcel = row
+    _, site_id, used_kind, expires_at, active, _, *parcel = row
     if site_id != site.id:
         raise Forbidden("This code is for another locker site.", code="wrong_site")
     if used_kind == kind:
@@ -142,47 +173,87 @@ def check_credential(ctx: Context, tx: Tx, site: SiteInfo, kind: str, secret: st
     return Match(*parcel)
 
 
-def kiosk_locked_until(tx: Tx, site_id: str) -> datetime | None:
-    """Until when the site's kiosk refuses typed PINs (None: it takes them)."""
+def pin_locked_until(tx: Tx, site_id: str, bucket: str = PIN_ALONE) -> datetime | None:
+    """Until when the site refuses PINs typed in ``bucket`` (None: it takes them)."""
     return tx.time(
-        tx.scalar("SELECT locked_until FROM kiosk_attempts WHERE site_id = :s", {"s": site_id})
+        tx.scalar(
+            "SELECT locked_until FROM pin_attempts WHERE site_id = :s AND bucket = :b",
+            {"s": site_id, "b": bucket},
+        )
     )
 
 
-def check_typed_pins_allowed(locked_until: datetime | None, now: datetime) -> None:
-    """Raise ``too_many_attempts`` (with Retry-After) while the kiosk's typed PINs are locked."""
-    if locked_until is not None and locked_until > now:
-        wait = max(1, int((locked_until - now).total_seconds() + 0.999))
-        raise TooManyAttempts(
-            f"Too many wrong PINs at this locker; typed PINs are refused for {wait} s. "
-            "QR codes and links still work.",
-            extra={"retry_after": wait},
-            headers={"Retry-After": str(wait)},
-        )
+def check_typed_pins_allowed(
+    locked_until: datetime | None, now: datetime, *, with_phone: bool = False
+) -> None:
+    """Raise ``too_many_attempts`` (with Retry-After) while a bucket's typed PINs are locked."""
+    if locked_until is None or locked_until <= now:
+        return
+    wait = max(1, int((locked_until - now).total_seconds() + 0.999))
+    detail = (
+        f"Too many wrong PINs with this phone number; they are refused for {wait} s. "
+        "QR codes and links still work."
+        if with_phone
+        else f"Too many wrong PINs at this locker; PINs typed alone are refused for {wait} s. "
+        "Type the PIN with the last 4 digits of your phone number, or use the QR code or link."
+    )
+    raise TooManyAttempts(
+        detail,
+        extra={"retry_after": wait, "phone_accepted": not with_phone},
+        headers={"Retry-After": str(wait)},
+    )
 
 
-def do_count_pin_failure(tx: Tx, site_id: str, now: datetime) -> int:
-    """Count a wrong typed PIN; returns the lockout it starts, in seconds (0 for none).
+_UPSERT_ATTEMPTS = (
+    "INSERT INTO pin_attempts (site_id, bucket, consecutive_failures, last_failure_at,"
+    " locked_until, refusals) VALUES (:site_id, :bucket, :failures, :now, :until, 0)"
+    " ON CONFLICT (site_id, bucket) DO UPDATE SET consecutive_failures = :failures,"
+    " last_failure_at = :now, locked_until = :until, refusals = 0"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A wrong PIN, counted: the lockout it starts (s, 0 for none) and the PINs refused
+    since the previous wrong one (they wrote no audit event of their own)."""
+
+    lockout_s: int
+    refused_before: int
+
+
+def do_count_pin_failure(tx: Tx, site_id: str, bucket: str, now: datetime) -> Counted:
+    """Count a wrong typed PIN in its bucket (whose lock ``check_credential`` holds).
 
     Only quiet time forgives earlier failures, never another recipient's right PIN: else an
     attacker would get fresh guesses after every pickup at a busy locker (docs/security.md).
     """
     row = tx.one(
-        "SELECT consecutive_failures, last_failure_at FROM kiosk_attempts"
-        f" WHERE site_id = :site_id{tx.lock()}",
-        {"site_id": site_id},
+        "SELECT consecutive_failures, last_failure_at, refusals FROM pin_attempts"
+        " WHERE site_id = :site_id AND bucket = :bucket",
+        {"site_id": site_id, "bucket": bucket},
     )
-    assert row is not None, "every site has its kiosk_attempts row"
-    failures = attempts.recent_failures(row[0], tx.time(row[1]), now) + 1
+    count, last, refused = (row[0], tx.time(row[1]), row[2]) if row is not None else (0, None, 0)
+    failures = attempts.recent_failures(count, last, now) + 1
     lockout = attempts.lockout_seconds(failures)
     tx.defer(
-        "UPDATE kiosk_attempts SET consecutive_failures = :failures, last_failure_at = :now,"
-        " locked_until = :until WHERE site_id = :site_id",
+        _UPSERT_ATTEMPTS,
         {
+            "site_id": site_id,
+            "bucket": bucket,
             "failures": failures,
             "now": now,
             "until": now + timedelta(seconds=lockout) if lockout else None,
-            "site_id": site_id,
         },
     )
-    return lockout
+    return Counted(lockout, refused)
+
+
+def do_count_refusal(tx: Tx, site_id: str, bucket: str) -> bool:
+    """Count a PIN refused during a lockout; True for the lockout's first refusal, the only
+    one worth an audit event (the rest are summed into the next ``pickup.failed``)."""
+    refused = tx.scalar(
+        "UPDATE pin_attempts SET refusals = refusals + 1"
+        " WHERE site_id = :site_id AND bucket = :bucket RETURNING refusals",
+        {"site_id": site_id, "bucket": bucket},
+    )
+    return bool(refused == 1)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "openlocker-dev-secret-change-me"
@@ -16,6 +17,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENLOCKER_", extra="ignore")
 
     database_url: str = "sqlite:///./var/openlocker.db"
+    #: Files the server keeps beside the database (its secret on SQLite, audit checkpoints);
+    #: unset: the SQLite file's folder, else ``./var``.
+    data_dir: Path | None = None
     secret_key: str = DEV_SECRET_KEY
     smtp_url: str | None = None
     mqtt_url: str | None = None
@@ -28,6 +32,26 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Threads per process that run requests; few, because each holds the GIL while it works.
     request_threads: int = Field(default=8, ge=1, le=200)
+
+    @field_validator("pin_length")
+    @classmethod
+    def _pin_length_meets_the_goal(cls, length: int) -> int:
+        # Imported here: the arithmetic lives with the lockout schedule it depends on.
+        from openlocker.access.attempts import check_pin_length
+
+        check_pin_length(length)
+        return length
+
+    @property
+    def data_folder(self) -> Path:
+        """Where the server keeps its own files (``data_dir``, else beside a SQLite file)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        if self.database_url.startswith("sqlite:///"):
+            path = self.database_url.removeprefix("sqlite:///").split("?", 1)[0]
+            if path and path != ":memory:":
+                return Path(path).parent
+        return Path("var")
 
 
 @lru_cache(maxsize=1)

@@ -6,8 +6,9 @@ speak SQL through ``Tx``, a thin layer over the DBAPI connection. One code path 
 serves both databases:
 
 - statements are written once with ``:name`` parameters (rewritten for psycopg);
-- ``Tx.lock()`` gives a row-lock clause on PostgreSQL and nothing on
-  SQLite, where a write transaction (``BEGIN IMMEDIATE``) already excludes other writers;
+- ``Tx.lock()`` gives a row-lock clause and ``Tx.serialize()`` takes an advisory lock on
+  PostgreSQL; both do nothing on SQLite, where a write transaction (``BEGIN IMMEDIATE``)
+  already excludes other writers;
 - datetimes go in aware and come out aware (``Tx.time``): SQLite stores them as naive UTC
   text, exactly as SQLAlchemy's ``UtcDateTime`` does, so ORM and SQL read the same rows;
 - JSON goes in as text (``Tx.json_param``) and comes out as Python (``Tx.json``).
@@ -84,6 +85,13 @@ class Tx:
         if not self.postgres:
             return ""
         return " FOR UPDATE" + (f" OF {of}" if of else "") + (" SKIP LOCKED" if skip_locked else "")
+
+    def serialize(self, key: int) -> None:
+        """Hold, until this transaction ends, a lock on ``key`` (a signed 64-bit number): other
+        transactions serializing on it wait. A PostgreSQL advisory lock, so no row has to exist
+        to be locked; SQLite's write transaction already keeps other writers out."""
+        if self.postgres:
+            self.execute("SELECT pg_advisory_xact_lock(:key)", {"key": key})
 
     @classmethod
     def of(cls, session: Session) -> Tx:

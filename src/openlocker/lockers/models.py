@@ -66,14 +66,3 @@ class Compartment(Base):
     state: Mapped[str] = mapped_column(String(16), default="free")
     door: Mapped[str] = mapped_column(String(8), default="closed")
     use_count: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class KioskAttempts(Base):
-    """Consecutive wrong typed PINs at one site's kiosk, shared by every server process."""
-
-    __tablename__ = "kiosk_attempts"
-
-    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -16,7 +16,7 @@ from openlocker.core.errors import Conflict, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
-from openlocker.lockers.models import Compartment, KioskAttempts, Site
+from openlocker.lockers.models import Compartment, Site
 from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
 
 
@@ -58,7 +58,6 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
     )
     session.add(site)
     session.flush()
-    session.add(KioskAttempts(site_id=site_id, consecutive_failures=0))
     session.add_all(
         Compartment(
             id=new_id("cmp"),

@@ -116,11 +116,19 @@ class PickupIn(Strict):
     pin: str | None = Field(default=None, min_length=1, max_length=32)
     qr: str | None = Field(default=None, min_length=1, max_length=512)
     link: str | None = Field(default=None, min_length=1, max_length=128)
+    #: With ``pin`` only: the recipient's phone number, or at least its last 4 digits. Wrong
+    #: PINs typed with a phone suffix are counted apart, so a lockout of PINs typed alone
+    #: does not stop a recipient who adds theirs (docs/security.md).
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{4,24}$")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PickupIn:
         if sum(v is not None for v in (self.pin, self.qr, self.link)) != 1:
             raise ValueError("give exactly one of pin, qr or link")
+        if self.phone is not None and self.pin is None:
+            raise ValueError("phone goes only with pin")
+        if self.phone is not None and sum(c.isdigit() for c in self.phone) < 4:
+            raise ValueError("phone needs at least its last 4 digits")
         return self
 
     @property

@@ -477,7 +477,12 @@ def _issue(
     """Issue credentials: returned for ``notify: sender``, else sealed in a message."""
     assert parcel.dwell_deadline is not None
     issued = access.do_issue_credentials(
-        ctx, tx, parcel_id=parcel.id, site=site, expires_at=parcel.dwell_deadline
+        ctx,
+        tx,
+        parcel_id=parcel.id,
+        site=site,
+        expires_at=parcel.dwell_deadline,
+        phone=parcel.recipient.get("phone"),
     )
     credentials = PickupCredentials(
         pin=issued.pin,
@@ -580,8 +585,10 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
 def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) -> PickupOut:
     """Open the compartment of the parcel whose PIN, QR or link token is given at its site.
 
-    Every failure is audited. Wrong typed PINs count per kiosk; after a run of them typed
-    PINs are refused for a growing time (``too_many_attempts``); QR and link still work.
+    Every failure is audited. Wrong typed PINs count per bucket (the site's PINs typed
+    alone, or those typed with one phone suffix); after a run of them the bucket's PINs are
+    refused for a growing time (``too_many_attempts``), and only the first refusal of a
+    lockout is an audit event of its own. QR and link still work.
     """
     principal.check_kiosk(site_id)
     kind, secret = request.kind_and_secret
@@ -589,21 +596,23 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     with ctx.db.sql.transaction() as tx:
         site = access_site_info(ctx, tx, site_id)
         now = ctx.clock()
+        bucket = access.pin_bucket(ctx, site.id, request.phone)
         try:
-            match = access.check_credential(ctx, tx, site, kind, secret)
+            match = access.check_credential(ctx, tx, site, kind, secret, bucket=bucket)
         except DomainError as error:
             failure = error
-            lockout = 0
-            if kind == "pin" and error.code != "too_many_attempts":
-                lockout = access.do_count_pin_failure(tx, site.id, now)
-            record(
-                tx,
-                "pickup.refused" if error.code == "too_many_attempts" else "pickup.failed",
-                principal.actor,
-                now,
-                site_id=site.id,
-                data={"method": kind, "reason": error.code, "lockout_s": lockout},
-            )
+            data: dict[str, Any] = {"method": kind, "reason": error.code}
+            if kind == "pin":
+                data["with_phone"] = bucket != access.PIN_ALONE
+            if error.code == "too_many_attempts":
+                if access.do_count_refusal(tx, site.id, bucket):
+                    record(tx, "pickup.refused", principal.actor, now, site_id=site.id, data=data)
+            else:
+                if kind == "pin":
+                    counted = access.do_count_pin_failure(tx, site.id, bucket, now)
+                    data["lockout_s"] = counted.lockout_s
+                    data["refused_before"] = counted.refused_before
+                record(tx, "pickup.failed", principal.actor, now, site_id=site.id, data=data)
         else:
             return _do_pickup(tx, principal.actor, site, match, kind, now)
     raise failure
