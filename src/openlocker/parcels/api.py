@@ -127,6 +127,13 @@ async def deposit_parcel(
     return _answer(response, answer)
 
 
+@router.post("/parcels/{parcel_id}/credentials")
+async def reissue_credentials(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
+    """Void a deposited parcel's pickup credentials and issue new ones: returned under
+    ``pickup`` with ``notify: sender``, else sent to the recipient again."""
+    return await run_in_greenlet(service.reissue_credentials, ctx, principal, parcel_id)
+
+
 @router.post("/parcels/{parcel_id}/cancel")
 async def cancel_parcel(parcel_id: str, ctx: CtxDep, principal: PrincipalDep) -> ParcelOut:
     return await run_in_greenlet(service.cancel, ctx, principal, parcel_id)

@@ -421,7 +421,7 @@ def deposit(
             if stored is not None:
                 first = ParcelOut.model_validate_json(stored.body)
                 pickup = (
-                    _reissue(tx, ctx, principal.actor, parcel)
+                    _reissue(tx, ctx, principal.actor, parcel, reason="deposit_replayed")
                     if parcel.status == "deposited"
                     else None
                 )
@@ -509,7 +509,25 @@ def _issue(
     return None, message
 
 
-def _reissue(tx: Tx, ctx: Context, actor: Actor, parcel: ParcelRow) -> PickupCredentials | None:
+def reissue_credentials(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
+    """Void a deposited parcel's credentials and issue a fresh set (audited).
+
+    For a sender whose deposit answer was lost: with ``notify: sender`` the answer carries the
+    new credentials, else they go to the recipient in a new message. Each call voids the set
+    before it, so a retry is safe. Raises ``parcel_not_found``, ``invalid_transition``.
+    """
+    principal.check_scope("parcels:write")
+    with ctx.db.sql.transaction() as tx:
+        parcel = access_parcel(tx, principal, parcel_id, lock=True)
+        if parcel.status != "deposited":
+            raise _transition_error(parcel.status, "given new credentials")
+        pickup = _reissue(tx, ctx, principal.actor, parcel, reason="requested")
+    return parcel_view(parcel, pickup)
+
+
+def _reissue(
+    tx: Tx, ctx: Context, actor: Actor, parcel: ParcelRow, *, reason: str
+) -> PickupCredentials | None:
     now = ctx.clock()
     access.do_void_credentials(tx, parcel.id, now)
     record(
@@ -519,6 +537,7 @@ def _reissue(tx: Tx, ctx: Context, actor: Actor, parcel: ParcelRow) -> PickupCre
         now,
         site_id=parcel.site_id,
         parcel_id=parcel.id,
+        data={"reason": reason},
     )
     pickup, message = _issue(tx, ctx, parcel, access_site_info(ctx, tx, parcel.site_id))
     if message is not None:
