@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -52,6 +52,13 @@ class CredentialSet(Base):
     #: HMAC of the recipient's phone suffix, when the parcel has a phone: a PIN typed with
     #: that suffix is counted in its own bucket (``PinAttempts``).
     phone_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The PIN and QR token, AES-GCM sealed under a key derived from the link token, so the
+    #: link's page can show them and nobody without the link can (``credentials.seal_for_link``).
+    sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Wrong presence codes typed on the link's page, with the PIN's lockout schedule.
+    presence_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    presence_last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    presence_locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class PinAttempts(Base):

@@ -24,6 +24,7 @@ from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
+from openlocker.web import api as web
 
 log = logging.getLogger("openlocker.jobs")
 
@@ -96,8 +97,9 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     # Added first, so it runs inside the metrics middleware: fast answers are counted too.
     app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
     app.add_middleware(metrics.RequestMetrics)
-    for router in (parcels_router, sites_router, orgs_router, audit_router):
+    for router in (parcels_router, sites_router, orgs_router, audit_router, web.router, web.pages):
         app.include_router(router)
+    app.mount("/static", web.static_files, name="static")
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

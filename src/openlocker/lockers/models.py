@@ -39,6 +39,12 @@ class Site(Base):
     key_version: Mapped[int] = mapped_column(Integer, default=1)
     public_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Hours a recipient may extend the dwell deadline by, once, from the pickup page (0: never).
+    extension_hours: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
+    #: The language of the site's pages and messages when the recipient gave none.
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    #: IANA time zone the site's deadlines are shown in.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 class Compartment(Base):

@@ -52,6 +52,9 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         lon=spec.lon,
         opening_hours=spec.opening_hours,
         dwell_hours=spec.dwell_hours,
+        extension_hours=spec.extension_hours,
+        language=spec.language,
+        timezone=spec.timezone,
         key_version=1,
         public_key=ctx.keyring.site_public_key(site_id, 1),
         created_at=now,
@@ -143,6 +146,9 @@ def _site_view(
         lon=site.lon,
         opening_hours=site.opening_hours,
         dwell_hours=site.dwell_hours,
+        extension_hours=site.extension_hours,
+        language=site.language,
+        timezone=site.timezone,
         public_key=site.public_key,
         key_version=site.key_version,
         compartments_total=total,
@@ -184,6 +190,9 @@ class SiteInfo:
     dwell_hours: int
     key_version: int
     public_key: str
+    extension_hours: int
+    language: str | None
+    timezone: str
 
 
 def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
@@ -191,8 +200,8 @@ def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
 
     def load() -> SiteInfo | None:
         row = tx.one(
-            "SELECT id, name, address, lat, lon, dwell_hours, key_version, public_key"
-            " FROM sites WHERE id = :id",
+            "SELECT id, name, address, lat, lon, dwell_hours, key_version, public_key,"
+            " extension_hours, language, timezone FROM sites WHERE id = :id",
             {"id": site_id},
         )
         return None if row is None else SiteInfo(*row)

@@ -68,6 +68,8 @@ class Parcel(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: When the recipient extended the dwell deadline (once) from the pickup page.
+    deadline_extended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class IdempotencyRecord(Base):

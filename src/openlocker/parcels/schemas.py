@@ -99,6 +99,7 @@ class ParcelOut(BaseModel):
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     returned_at: datetime | None = None
+    deadline_extended_at: datetime | None = None
     pickup: PickupCredentials | None = None
 
     @model_serializer(mode="wrap")
