@@ -23,7 +23,7 @@ from openlocker.audit.service import check_chain, seal_pending
 from openlocker.core.config import DEV_SECRET_KEY, get_settings
 from openlocker.core.context import Context
 from openlocker.core.migrate import upgrade
-from openlocker.demo import DemoKeys, run_simulators, seed_demo
+from openlocker.demo import DemoKeys, run_simulators, sample_pickup_link, seed_demo
 from openlocker.planning.cli import plan_app
 
 app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args_is_help=True)
@@ -161,6 +161,19 @@ def demo(
     upgrade(ctx.db)
     keys = seed_demo(ctx)
     _print_keys(keys, base=f"http://{host}:{port}")
+    site_id = next(iter(keys.sites))
+    console.print(
+        f"\n[bold]A recipient's pickup page[/]\n  {sample_pickup_link(ctx, keys)}\n"
+        'The code its locker\'s screen shows (for "Open my compartment"):',
+        soft_wrap=True,
+    )
+    console.print(
+        f"curl -s -H 'Authorization: Bearer {keys.kiosk_keys[site_id]}' "
+        f"http://{host}:{port}/v1/sites/{site_id}/presence-code",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     stop = threading.Event()
     lockers = threading.Thread(
         target=run_simulators, args=(f"http://{host}:{port}", keys, stop), daemon=True

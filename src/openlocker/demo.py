@@ -16,7 +16,9 @@ from openlocker.lockers.models import Site
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
 from openlocker.orgs.models import Organization
-from openlocker.orgs.service import do_create_api_key, do_create_organization
+from openlocker.orgs.service import access_principal, do_create_api_key, do_create_organization
+from openlocker.parcels import service as parcels
+from openlocker.parcels.schemas import AnnounceIn
 
 SEED_ACTOR = Actor("system:seed")
 
@@ -98,6 +100,22 @@ def seed_demo(ctx: Context) -> DemoKeys:
                 session, ctx, SEED_ACTOR, operator, f"kiosk {site.name}", [f"kiosk:{site.id}"]
             )[1]
     return keys
+
+
+def sample_pickup_link(ctx: Context, keys: DemoKeys) -> str:
+    """A parcel deposited at the first demo site for a newcomer to open: its pickup link."""
+    carrier = access_principal(ctx, f"Bearer {keys.carrier_key}")
+    request = AnnounceIn(
+        tracking_number=new_id("DEMO"),
+        site_id=next(iter(keys.sites)),
+        size="S",
+        notify="sender",
+        recipient={"name": "Ana Nowak", "language": "pl"},
+    )
+    announced = parcels.announce(ctx, carrier, request)
+    pickup = parcels.deposit(ctx, carrier, announced.parcel.id).parcel.pickup
+    assert pickup is not None, "notify: sender returns the credentials"
+    return pickup.link
 
 
 class LockerSimulator:
