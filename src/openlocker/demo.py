@@ -83,6 +83,8 @@ def seed_demo(ctx: Context) -> DemoKeys:
                     address=address,
                     lat=lat,
                     lon=lon,
+                    language="pl",
+                    timezone="Europe/Warsaw",
                     compartments=demo_compartments(columns),
                 )
                 sites[name] = do_create_site(session, ctx, SEED_ACTOR, spec)
