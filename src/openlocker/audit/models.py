@@ -1,4 +1,4 @@
-"""The hash-chained audit log and the outbox."""
+"""The hash-chained audit log, its signed checkpoints, and the outbox."""
 
 from __future__ import annotations
 
@@ -54,6 +54,26 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hash: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(BigId)
+
+
+class AuditCheckpoint(Base):
+    """The chain's length and head hash at one moment, signed with the server's audit key.
+
+    A copy of each row is appended to ``audit-checkpoints.jsonl`` in the data folder, out of
+    reach of someone who can only write to the database (``audit.checkpoints``).
+    """
+
+    __tablename__ = "audit_checkpoints"
+    #: The sealer's newest checkpoint of its key is one index lookup, however many there are.
+    __table_args__ = (Index("ix_audit_checkpoints_key", "key_id", "count"),)
+
+    count: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Which key signed it (``audit.checkpoints.key_id``): the secret key may have changed since.
+    key_id: Mapped[str] = mapped_column(String(16))
+    #: Ed25519 over ``audit.checkpoints.signed_bytes``, base64url.
+    signature: Mapped[str] = mapped_column(String(86))
 
 
 class OutboxMessage(Base):

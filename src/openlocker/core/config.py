@@ -8,8 +8,6 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET_KEY = "openlocker-dev-secret-change-me"
-
 
 class Settings(BaseSettings):
     """Process settings; every field has an ``OPENLOCKER_<NAME>`` variable."""
@@ -20,7 +18,9 @@ class Settings(BaseSettings):
     #: Files the server keeps beside the database (its secret on SQLite, audit checkpoints);
     #: unset: the SQLite file's folder, else ``./var``.
     data_dir: Path | None = None
-    secret_key: str = DEV_SECRET_KEY
+    #: Every key derives from it (``core.keys``). Unset: SQLite makes one and keeps it in
+    #: ``data_folder``; PostgreSQL refuses to start (``core.secret``).
+    secret_key: str | None = None
     smtp_url: str | None = None
     mqtt_url: str | None = None
     base_url: str = "http://127.0.0.1:8000"
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     reservation_hold_hours: int = Field(default=24, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=0.5, gt=0)
+    #: Most time between signed checkpoints of a moving chain: events sealed since the newest
+    #: one can still be removed unnoticed; each costs a row, a line (~260 bytes) and an fsync.
+    audit_checkpoint_interval_seconds: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
     #: Threads per process that run requests; few, because each holds the GIL while it works.
     request_threads: int = Field(default=8, ge=1, le=200)
