@@ -170,7 +170,8 @@ class SerialBus:
         self, port: serial.Serial, request: _Request, refusals: list[Refusal]
     ) -> bytes | None:
         """The first valid answer before the timeout, resynchronising on the start byte;
-        None when the time is up (a partial frame included)."""
+        None when the time is up (a partial frame included) or when a refused frame leaves
+        no start byte behind."""
         expect = request.expect
         assert expect is not None
         buffer = bytearray()
@@ -188,6 +189,8 @@ class SerialBus:
                 # A well-formed frame for another address is skipped whole; a garbled one
                 # only loses its start byte, since the real start may be inside it.
                 del buffer[: expect.length if refusal.kind == "wrong_address" else 1]
+                if expect.start not in buffer:
+                    return None  # the board has had its say: ask again now, not at the timeout
                 continue
             if time.monotonic() >= deadline:
                 if buffer:
