@@ -1,6 +1,6 @@
 """``--board SPEC`` → a driver.
 
-    sim[:BOARDSxLOCKS][,OPTION=VALUE…]            sim, sim:3x16
+    sim[:BOARDSxLOCKS][,OPTION=VALUE…]            sim, sim:3x16, sim,poll=0.1
     kerong:PORT[@BAUD][,OPTION=VALUE…]            kerong:/dev/ttyUSB0@19200,boards=3
     bu8a:PORT[@BAUD][,OPTION=VALUE…]              bu8a:/dev/ttyS1
 
@@ -46,8 +46,8 @@ def board_from_spec(spec: str) -> BoardDriver:
     Raises ``InvalidInput`` with code ``invalid_board_spec`` and the reason for a spec it
     cannot read; opening nothing, so a bad spec fails before any port is touched.
     """
-    kind, _, rest = spec.partition(":")
-    location, *option_texts = rest.split(",") if rest else [""]
+    head, *option_texts = spec.split(",")
+    kind, _, location = head.partition(":")
     if kind not in _ALLOWED:
         raise _invalid(spec, f"unknown board kind {kind!r}: use sim, kerong or bu8a")
     options = _options(spec, option_texts, _ALLOWED[kind])
