@@ -51,7 +51,7 @@ def test_a_kerong_answer_that_is_not_the_one_awaited_is_refused(
 def test_8a_frames_match_the_documented_bytes() -> None:
     # Address (0, 0) is the board's own "board 1 lock 1".
     assert bu8a.unlock_frame(0, 0) == bytes.fromhex("8a 01 01 11 9b")
-    assert bu8a.query_frame(0, 0) == bytes.fromhex("80 01 01 33 b3")
+    assert bu8a.frame(bu8a.QUERY_HEAD, 0, 0, bu8a.QUERY) == bytes.fromhex("80 01 01 33 b3")
     assert bu8a.unlock_frame(2, 23) == bytes.fromhex("8a 03 18 11 80")
 
 

@@ -26,7 +26,7 @@ from openlocker.kiosk.boards import (
 from openlocker.kiosk.boards.bank import Bank
 from openlocker.kiosk.boards.emulators import Fault
 from openlocker.kiosk.boards.kerong import KerongBoard
-from tests.kiosk.boards.conftest import Rig, make_rig
+from tests.kiosk.boards.rigs import Rig, make_rig
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ import asyncio
 import functools
 import operator
 
-from openlocker.kiosk.boards.base import DEFAULT_POLL_INTERVAL, BoardDriver, LockState
+from openlocker.kiosk.boards.base import DEFAULT_POLL_INTERVAL, LockState
 from openlocker.kiosk.boards.faults import Address, BoardFault
-from openlocker.kiosk.boards.serialbus import Expect, Refusal, SerialBus
+from openlocker.kiosk.boards.serialbus import Expect, Refusal, SerialBoard
 
 UNLOCK_HEAD, QUERY_HEAD = 0x8A, 0x80
 UNLOCK, QUERY = 0x11, 0x33
@@ -42,11 +42,6 @@ def unlock_frame(board: int, lock: int) -> bytes:
     return frame(UNLOCK_HEAD, board, lock, UNLOCK)
 
 
-def query_frame(board: int, lock: int) -> bytes:
-    """``80 BB LL 33 XOR``."""
-    return frame(QUERY_HEAD, board, lock, QUERY)
-
-
 def refuse_answer(head: int, board: int, lock: int) -> Expect:
     """What the answer to a request with ``head`` for (board, lock) must look like."""
 
@@ -71,7 +66,7 @@ def decode_answer(answer: bytes, address: Address) -> LockState:
     return LockState(address, locked=not door_open, door_open=door_open, item=None)
 
 
-class Bu8aBoard(BoardDriver):
+class Bu8aBoard(SerialBoard):
     """``boards`` 8A boards of ``locks`` locks each on the bus at ``port``.
 
     A sweep asks each lock on its own, so an unlock waits for one query at most. An unlock
@@ -93,46 +88,45 @@ class Bu8aBoard(BoardDriver):
     ) -> None:
         if boards > MAX_WIRE or locks > MAX_WIRE:
             raise ValueError(f"an 8A bus has at most {MAX_WIRE} boards of {MAX_WIRE} locks")
-        super().__init__(boards=boards, locks=locks, poll_interval=poll_interval)
-        self.settle = settle
-        self.bus = SerialBus(port, baudrate, timeout=timeout, retries=retries)
-
-    async def _connect(self) -> None:
-        await self.bus.connect()
-
-    async def _disconnect(self) -> None:
-        await self.bus.close()
+        super().__init__(
+            port,
+            baudrate,
+            boards=boards,
+            locks=locks,
+            timeout=timeout,
+            retries=retries,
+            settle=settle,
+            poll_interval=poll_interval,
+        )
 
     async def _read_board(self, board: int) -> list[LockState]:
         return [await self._read_lock((board, lock)) for lock in range(self.locks)]
 
     async def _read_lock(self, address: Address, *, urgent: bool = False) -> LockState:
-        board, lock = address
-        answer = await self.bus.request(
-            query_frame(board, lock),
-            refuse_answer(QUERY_HEAD, board, lock),
-            board=board,
-            lock=lock,
-            urgent=urgent,
-        )
-        assert answer is not None
-        return decode_answer(answer, address)
+        return await self._ask(QUERY_HEAD, QUERY, address, urgent=urgent)
 
     async def _pulse(self, address: Address) -> LockState:
-        board, lock = address
         try:
-            answer = await self.bus.request(
-                unlock_frame(board, lock),
-                refuse_answer(UNLOCK_HEAD, board, lock),
-                board=board,
-                lock=lock,
-                urgent=True,
-                retries=0,
-            )
+            state = await self._ask(UNLOCK_HEAD, UNLOCK, address, urgent=True, retries=0)
+            if state.door_open:
+                return state
         except BoardFault:
-            answer = None  # the pulse may have happened: ask the lock rather than pulse again
-        if answer is not None and answer[3] == OPEN:
-            return decode_answer(answer, address)
+            pass  # the pulse may have happened: ask the lock rather than pulse again
         # Some boards answer before the latch has released: look again before a second pulse.
         await asyncio.sleep(self.settle)
         return await self._read_lock(address, urgent=True)
+
+    async def _ask(
+        self, head: int, code: int, address: Address, *, urgent: bool, retries: int | None = None
+    ) -> LockState:
+        board, lock = address
+        answer = await self.bus.request(
+            frame(head, board, lock, code),
+            refuse_answer(head, board, lock),
+            board=board,
+            lock=lock,
+            urgent=urgent,
+            retries=retries,
+        )
+        assert answer is not None
+        return decode_answer(answer, address)

@@ -41,7 +41,9 @@ class BoardWrongAddress(BoardFault):
 
 
 class BoardPortError(BoardFault):
-    """The serial port cannot be opened, read or written (unplugged adapter, wrong path)."""
+    """The serial port cannot be opened, read or written (unplugged adapter, wrong path).
+
+    Opening the port concerns every board on it; ``board`` is 0 then."""
 
     code = "board_port_error"
 

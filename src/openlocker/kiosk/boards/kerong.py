@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from openlocker.kiosk.boards.base import DEFAULT_POLL_INTERVAL, BoardDriver, LockState
+from openlocker.kiosk.boards.base import DEFAULT_POLL_INTERVAL, LockState
 from openlocker.kiosk.boards.faults import Address
-from openlocker.kiosk.boards.serialbus import Expect, Refusal, SerialBus
+from openlocker.kiosk.boards.serialbus import Expect, Refusal, SerialBoard
 
 STX, ETX = 0x02, 0x03
 UNLOCK, STATUS, STATUS_ANSWER = 0x31, 0x30, 0x35
@@ -93,7 +93,7 @@ def decode_status(frame: bytes, board: int) -> list[LockState]:
     ]
 
 
-class KerongBoard(BoardDriver):
+class KerongBoard(SerialBoard):
     """``boards`` Kerong CU16 boards (addresses 0 to ``boards - 1``) on the bus at ``port``.
 
     An unlock is verified by a status request ``settle`` seconds after the pulse, time for the
@@ -113,15 +113,16 @@ class KerongBoard(BoardDriver):
     ) -> None:
         if not 1 <= boards <= MAX_BOARDS:
             raise ValueError(f"a Kerong bus has 1 to {MAX_BOARDS} boards")
-        super().__init__(boards=boards, locks=LOCKS, poll_interval=poll_interval)
-        self.settle = settle
-        self.bus = SerialBus(port, baudrate, timeout=timeout, retries=retries)
-
-    async def _connect(self) -> None:
-        await self.bus.connect()
-
-    async def _disconnect(self) -> None:
-        await self.bus.close()
+        super().__init__(
+            port,
+            baudrate,
+            boards=boards,
+            locks=LOCKS,
+            timeout=timeout,
+            retries=retries,
+            settle=settle,
+            poll_interval=poll_interval,
+        )
 
     async def _read_board(self, board: int, *, urgent: bool = False) -> list[LockState]:
         answer = await self.bus.request(

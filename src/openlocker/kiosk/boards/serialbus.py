@@ -18,6 +18,7 @@ from typing import Literal
 
 import serial
 
+from openlocker.kiosk.boards.base import BoardDriver
 from openlocker.kiosk.boards.faults import (
     BoardFault,
     BoardGarbled,
@@ -197,6 +198,33 @@ class SerialBus:
                     _log_refused(request, "partial frame timed out", bytes(buffer))
                 return None
             buffer += port.read(expect.length - len(buffer))
+
+
+class SerialBoard(BoardDriver):
+    """A driver whose boards share one ``SerialBus``; ``settle`` is the seconds between a
+    pulse and the status read that verifies it."""
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int,
+        *,
+        boards: int,
+        locks: int,
+        timeout: float,
+        retries: int,
+        settle: float,
+        poll_interval: float,
+    ) -> None:
+        super().__init__(boards=boards, locks=locks, poll_interval=poll_interval)
+        self.settle = settle
+        self.bus = SerialBus(port, baudrate, timeout=timeout, retries=retries)
+
+    async def _connect(self) -> None:
+        await self.bus.connect()
+
+    async def _disconnect(self) -> None:
+        await self.bus.close()
 
 
 def _fault(request: _Request, refusals: list[Refusal]) -> BoardFault:
