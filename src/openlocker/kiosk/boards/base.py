@@ -2,7 +2,7 @@
 
 A driver owns the boards on one bus (or, for ``sim``, in memory). Its methods are
 coroutines: the agent is asyncio, and serial drivers run their blocking port I/O on one
-thread per bus (see ``docs/decisions/0001-async-board-drivers.md``).
+thread per bus (see ``docs/decisions/0002-async-board-drivers.md``).
 """
 
 from __future__ import annotations
