@@ -43,7 +43,7 @@ class Site(Base):
     #: reminder this many hours before the deadline (unset: none), a notice at expiry.
     language: Mapped[str | None] = mapped_column(String(8), nullable=True)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    reminder_hours: Mapped[int | None] = mapped_column(Integer, nullable=True, default=24)
+    reminder_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
     expiry_notice: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
