@@ -51,13 +51,14 @@ def upgrade() -> None:
             postgresql_where=sa.text(_ONCE),
         )
     op.execute("UPDATE outbox SET state = 'sent' WHERE sent_at IS NOT NULL")
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("language", sa.String(length=8), nullable=True))
-        batch_op.add_column(sa.Column("timezone", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("reminder_hours", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("expiry_notice", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
+    # Added in place: batch mode would copy ``sites`` anew, which SQLite refuses while
+    # parcels and compartments refer to it.
+    op.add_column("sites", sa.Column("language", sa.String(length=8), nullable=True))
+    op.add_column("sites", sa.Column("timezone", sa.String(length=64), nullable=True))
+    op.add_column("sites", sa.Column("reminder_hours", sa.Integer(), nullable=True))
+    op.add_column(
+        "sites", sa.Column("expiry_notice", sa.Boolean(), server_default=sa.true(), nullable=False)
+    )
     op.execute("UPDATE sites SET reminder_hours = 24")
     op.create_table(
         "delivery_attempts",
@@ -90,11 +91,9 @@ def downgrade() -> None:
     with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
         batch_op.drop_index("ix_delivery_attempts_outbox")
     op.drop_table("delivery_attempts")
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.drop_column("expiry_notice")
-        batch_op.drop_column("reminder_hours")
-        batch_op.drop_column("timezone")
-        batch_op.drop_column("language")
+    # In place, as they were added (SQLite drops columns itself since 3.35).
+    for column in ("expiry_notice", "reminder_hours", "timezone", "language"):
+        op.execute(f"ALTER TABLE sites DROP COLUMN {column}")
     # The old schema knows only sent and waiting: a dead or skipped message waits again.
     op.execute("UPDATE outbox SET sent_at = NULL WHERE state <> 'sent'")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
