@@ -33,7 +33,7 @@ class Inbox:
     received: list[EmailMessage] = field(default_factory=list)
     reply: str | None = None
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook names)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if self.reply is not None:
@@ -41,9 +41,7 @@ class Inbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         parsed = message_from_bytes(content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -75,7 +73,7 @@ def sms_gateway() -> Iterator[tuple[Gateway, str]]:
     gateway = Gateway()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"])).decode()
             if self.headers["Content-Type"].startswith("application/json"):
                 body = json.loads(raw)
