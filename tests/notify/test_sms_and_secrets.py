@@ -124,7 +124,8 @@ def test_a_parcel_picked_up_before_its_message_left_is_not_messaged(
         states = sorted(
             (state, error or "")
             for state, error in tx.all(
-                "SELECT state, last_error FROM outbox WHERE parcel_id = :p AND topic LIKE 'recipient.%'",
+                "SELECT state, last_error FROM outbox"
+                " WHERE parcel_id = :p AND topic LIKE 'recipient.%'",
                 {"p": parcel["id"]},
             )
         )
