@@ -1,7 +1,8 @@
-"""The `openlocker` command: demo, serve, db, seed, audit, plan."""
+"""The `openlocker` command: demo, serve, worker, db, seed, audit, plan."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -27,6 +28,7 @@ from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
 from openlocker.core.secret import SecretKeyMissing
 from openlocker.demo import DemoKeys, run_simulators, seed_demo
+from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
 app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args_is_help=True)
@@ -159,6 +161,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Run the HTTP server (migrating the database first)."""
+    settings = get_settings()
+    if not (settings.smtp_url or settings.sms_url or settings.mailbox):
+        console.print(
+            "[yellow]Neither OPENLOCKER_SMTP_URL nor OPENLOCKER_SMS_URL is set: recipients'"
+            " messages stay queued in the outbox until one is.[/]"
+        )
     # Also makes SQLite's secret file before the exec, so every worker reads the same one.
     upgrade(_context().db)
     if workers == 1:
@@ -188,6 +196,24 @@ def serve(
             str(log_config),
         ],
     )
+
+
+@app.command()
+def worker() -> None:
+    """Deliver recipients' messages and queue reminders, without serving HTTP (several may
+    run on PostgreSQL; they never take the same message)."""
+    settings = get_settings()
+    if not (settings.smtp_url or settings.sms_url or settings.mailbox):
+        console.print(
+            "[red]Nothing to send with:[/] set OPENLOCKER_SMTP_URL or OPENLOCKER_SMS_URL."
+        )
+        raise typer.Exit(2)
+    ctx = _context()
+    upgrade(ctx.db)
+    console.print("[dim]Delivering messages; press Ctrl-C to stop.[/]")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(ctx))
+    console.print("[green]Stopped.[/]")
 
 
 def metrics_folder() -> str:
@@ -224,6 +250,8 @@ def demo(
     os.environ.setdefault("OPENLOCKER_DATABASE_URL", "sqlite:///./var/openlocker.db")
     os.environ.setdefault("OPENLOCKER_BASE_URL", f"http://{host}:{port}")
     os.environ.setdefault("OPENLOCKER_LOG_LEVEL", "WARNING")
+    # Without an SMTP server, recipients' messages land in the demo's mailbox page.
+    os.environ.setdefault("OPENLOCKER_MAILBOX", "1")
     get_settings.cache_clear()
     ctx = _context()
     upgrade(ctx.db)
@@ -292,6 +320,7 @@ def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
     site_id = next(iter(keys.sites))
     console.print(
         f"\n[bold]OpenLocker demo[/]\n  API docs  {base}/docs\n  Sites     {base}/v1/sites\n"
+        f"  Mailbox   {base}/demo/mailbox  (the recipients' emails and SMS)\n"
         f"  Health    {base}/healthz\n  Metrics   {base}/metrics\n\n[bold]Try it[/]",
         soft_wrap=True,
     )

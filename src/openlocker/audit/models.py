@@ -76,11 +76,39 @@ class AuditCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(86))
 
 
+#: Topics of which a parcel gets at most one message (``notify.service.queue_notices``).
+ONCE_PER_PARCEL = ("recipient.reminder", "recipient.expired")
+_ONCE = "topic IN ('recipient.reminder', 'recipient.expired')"
+
+
 class OutboxMessage(Base):
-    """A side effect waiting to leave after its transaction committed."""
+    """A side effect waiting to leave after its transaction committed.
+
+    ``state``: ``pending`` (due at ``available_at``), ``sending`` (claimed by a dispatcher
+    until ``claimed_until``), ``sent``, ``skipped`` (no longer worth sending, with the reason
+    in ``last_error``) or ``dead`` (failed for good; an operator may retry it).
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "sent_at", "available_at"),
+        Index("ix_outbox_due", "state", "topic", "available_at"),
+        # Sealed credentials are kept until their parcel leaves the locker (for reminders).
+        Index(
+            "ix_outbox_sealed",
+            "parcel_id",
+            sqlite_where=text("sealed IS NOT NULL"),
+            postgresql_where=text("sealed IS NOT NULL"),
+        ),
+        Index(
+            "uq_outbox_once",
+            "parcel_id",
+            "topic",
+            unique=True,
+            sqlite_where=text(_ONCE),
+            postgresql_where=text(_ONCE),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -93,3 +121,7 @@ class OutboxMessage(Base):
     available_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(12), server_default="pending")
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: Why the last attempt failed or the message was skipped; never holds a code.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
