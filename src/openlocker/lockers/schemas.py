@@ -30,20 +30,21 @@ class SiteIn(Strict):
     dwell_hours: int = Field(default=72, ge=1, le=24 * 30)
     #: Hours a recipient may extend the deadline by, once, from the pickup page; 0: never.
     extension_hours: int = Field(default=24, ge=0, le=24 * 14)
-    #: The language of pages and messages for recipients who gave none (``pl``, ``en`` …).
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
-    #: The IANA time zone deadlines are shown in (``Europe/Warsaw``).
-    timezone: str = Field(default="UTC", max_length=64)
     compartments: list[CompartmentIn] = Field(default_factory=list, max_length=2000)
+    #: Recipients' messages: their language and time zone (unset: the network's defaults),
+    #: a reminder this many hours before the deadline (``null``: none), a notice at expiry.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+    timezone: str | None = Field(default=None, max_length=64)
+    reminder_hours: int | None = Field(default=24, ge=1, le=24 * 30)
+    expiry_notice: bool = True
 
     @field_validator("timezone")
     @classmethod
-    def _known_timezone(cls, name: str) -> str:
+    def _known_timezone(cls, name: str | None) -> str | None:
         try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r}") from None
-        return name
+            return None if name is None else ZoneInfo(name).key
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {name!r}") from error
 
 
 class FreeCount(BaseModel):
@@ -71,12 +72,14 @@ class SiteOut(BaseModel):
     opening_hours: dict[str, Any]
     dwell_hours: int
     extension_hours: int
-    language: str | None = None
-    timezone: str
     public_key: str
     key_version: int
     compartments_total: int
     free: list[FreeCount]
+    language: str | None = None
+    timezone: str | None = None
+    reminder_hours: int | None = None
+    expiry_notice: bool = True
     compartments: list[CompartmentOut] | None = None
 
 

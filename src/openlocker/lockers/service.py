@@ -53,11 +53,13 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         opening_hours=spec.opening_hours,
         dwell_hours=spec.dwell_hours,
         extension_hours=spec.extension_hours,
-        language=spec.language,
-        timezone=spec.timezone,
         key_version=1,
         public_key=ctx.keyring.site_public_key(site_id, 1),
         created_at=now,
+        language=spec.language,
+        timezone=spec.timezone,
+        reminder_hours=spec.reminder_hours,
+        expiry_notice=spec.expiry_notice,
     )
     session.add(site)
     session.flush()
@@ -147,12 +149,14 @@ def _site_view(
         opening_hours=site.opening_hours,
         dwell_hours=site.dwell_hours,
         extension_hours=site.extension_hours,
-        language=site.language,
-        timezone=site.timezone,
         public_key=site.public_key,
         key_version=site.key_version,
         compartments_total=total,
         free=free,
+        language=site.language,
+        timezone=site.timezone,
+        reminder_hours=site.reminder_hours,
+        expiry_notice=site.expiry_notice,
         compartments=None
         if compartments is None
         else [
@@ -192,7 +196,8 @@ class SiteInfo:
     public_key: str
     extension_hours: int
     language: str | None
-    timezone: str
+    #: None: the network's default (``Settings.default_timezone``).
+    timezone: str | None
 
 
 def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:

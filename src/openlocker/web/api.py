@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from openlocker.access.presence import DIGITS
 from openlocker.api.deps import CtxDep, PrincipalDep
+from openlocker.core.config import get_settings
 from openlocker.core.errors import DomainError, InvalidInput
 from openlocker.core.green import run_in_greenlet
 from openlocker.web import i18n, service
@@ -94,6 +95,7 @@ def _pickup(
     )
     _ = i18n.gettext(language)
     site = page.site
+    zone = site.timezone or get_settings().default_timezone
     return _render(
         "pickup.html",
         language,
@@ -104,10 +106,8 @@ def _pickup(
         done=done if done in _DONE else None,
         error=error.code if error else None,
         retry_after=error.extra.get("retry_after") if error else None,
-        deadline=i18n.format_moment(page.deadline, site.timezone, language)
-        if page.deadline
-        else None,
-        picked_up_at=i18n.format_moment(page.picked_up_at, site.timezone, language)
+        deadline=i18n.format_moment(page.deadline, zone, language) if page.deadline else None,
+        picked_up_at=i18n.format_moment(page.picked_up_at, zone, language)
         if page.picked_up_at
         else None,
         pin=" ".join(page.pin[i : i + 4] for i in range(0, len(page.pin), 4)) if page.pin else None,

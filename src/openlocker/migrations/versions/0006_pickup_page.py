@@ -6,10 +6,11 @@ Create Date: 2026-12-04 10:00:00
 
 The recipient's page ``/p/{token}`` shows the PIN and QR code, which the server keeps only
 as digests: each credential set now also holds them sealed under a key derived from its
-link token (``credential_sets.sealed``, docs/decisions/0001-sealed-credentials-for-the-link.md).
+link token (``credential_sets.sealed``, docs/decisions/0005-sealed-credentials-for-the-link.md).
 Wrong presence codes typed on the page are counted per set. Sites get the page's policy
-(hours a deadline may be extended by, language, time zone); a parcel remembers its one
-extension. Unknown link tokens are counted per client slot in ``link_misses``.
+(hours a deadline may be extended by; their language and time zone come with 0005); a
+parcel remembers its one extension. Unknown link tokens are counted per client slot in
+``link_misses``.
 """
 
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from alembic import op
 import openlocker.core.db
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -29,10 +30,6 @@ def upgrade() -> None:
     with op.batch_alter_table("sites", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("extension_hours", sa.Integer(), nullable=False, server_default="24")
-        )
-        batch_op.add_column(sa.Column("language", sa.String(length=8), nullable=True))
-        batch_op.add_column(
-            sa.Column("timezone", sa.String(length=64), nullable=False, server_default="UTC")
         )
     with op.batch_alter_table("parcels", schema=None) as batch_op:
         batch_op.add_column(
@@ -80,8 +77,6 @@ def downgrade() -> None:
         ("credential_sets", "presence_failures"),
         ("credential_sets", "sealed"),
         ("parcels", "deadline_extended_at"),
-        ("sites", "timezone"),
-        ("sites", "language"),
         ("sites", "extension_hours"),
     ):
         op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
