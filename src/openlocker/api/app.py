@@ -1,4 +1,4 @@
-"""The app factory: mounts each feature's routes, errors, metrics and the expiry job."""
+"""The app factory: mounts each feature's routes, errors, metrics and the background jobs."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
+from openlocker.webhooks.api import router as webhooks_router
+from openlocker.webhooks.delivery import run_webhooks
 
 log = logging.getLogger("openlocker.jobs")
 
@@ -47,7 +49,8 @@ def _expire(ctx: Context) -> None:
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     """The HTTP app over ``ctx`` (from the environment when not given).
 
-    With ``run_jobs`` it also expires parcels and seals audit events in the background.
+    With ``run_jobs`` it also expires parcels, seals audit events and delivers webhooks in
+    the background.
     """
     context = ctx or Context.from_settings()
 
@@ -71,6 +74,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
                         "audit seal",
                     )
                 ),
+                asyncio.create_task(run_webhooks(context)),
             ]
             if run_jobs
             else []
@@ -96,7 +100,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     # Added first, so it runs inside the metrics middleware: fast answers are counted too.
     app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
     app.add_middleware(metrics.RequestMetrics)
-    for router in (parcels_router, sites_router, orgs_router, audit_router):
+    for router in (parcels_router, sites_router, orgs_router, audit_router, webhooks_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])

@@ -5,5 +5,13 @@ from openlocker.audit import models as audit_models
 from openlocker.lockers import models as lockers_models
 from openlocker.orgs import models as orgs_models
 from openlocker.parcels import models as parcels_models
+from openlocker.webhooks import models as webhooks_models
 
-__all__ = ["access_models", "audit_models", "lockers_models", "orgs_models", "parcels_models"]
+__all__ = [
+    "access_models",
+    "audit_models",
+    "lockers_models",
+    "orgs_models",
+    "parcels_models",
+    "webhooks_models",
+]
