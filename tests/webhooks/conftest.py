@@ -24,9 +24,11 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture(autouse=True)
-def _loopback_endpoints(ctx: Context) -> None:
-    ctx.settings.webhooks_allow_private = True
-    ctx.settings.webhooks_timeout_seconds = 2.0
+def _loopback_endpoints(request: pytest.FixtureRequest) -> None:
+    if "ctx" in request.fixturenames:
+        ctx: Context = request.getfixturevalue("ctx")
+        ctx.settings.webhooks_allow_private = True
+        ctx.settings.webhooks_timeout_seconds = 2.0
 
 
 @pytest.fixture
