@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from openlocker.audit.models import AuditEvent, OutboxMessage
@@ -348,3 +348,31 @@ def test_fan_out_leaves_other_topics_and_marks_webhooks_sent(
         ).all()
     assert sorted(unsent) == ["kiosk.open_compartment", "recipient.pickup_ready"]
     assert fan_out(ctx) == 0
+
+
+def test_a_secret_that_no_longer_opens_fails_its_delivery_until_rotated(
+    factory: Factory, client: TestClient, ctx: Context, receiver: Receiver
+) -> None:
+    carrier = factory.org()
+    broken = register(client, carrier, receiver.url("/broken"), ["parcel.announced"])
+    register(client, carrier, receiver.url("/fine"), ["parcel.announced"])
+    with ctx.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE webhook_endpoints SET secret_sealed = :s WHERE id = :id"),
+            {
+                "s": Keyring("an old server secret")
+                .sealer("webhook-secret")
+                .seal("whsec_x", broken["id"]),
+                "id": broken["id"],
+            },
+        )
+    site = factory.site("SS")
+    factory.announce(carrier, site)
+    assert deliver(ctx) == ["delivered"]
+    [failed] = _deliveries(client, carrier.headers, broken["id"])
+    assert failed["state"] == "failed" and "rotate it" in failed["last_error"]
+    new = client.post(f"/v1/webhooks/{broken['id']}/rotate", headers=carrier.headers).json()
+    factory.announce(carrier, site)
+    assert deliver(ctx) == ["delivered", "delivered"]
+    [request] = receiver.to("/broken")
+    Webhook(new["secret"]).verify(request.body, request.headers)

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidTag
+
 from openlocker.audit.service import record
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -501,13 +503,17 @@ def claim_due(
         for delivery_id, endpoint_id, body, url, sealed, previous, previous_until in rows:
             if len(claimed) == limit or counts.get(endpoint_id, 0) >= per_endpoint:
                 continue
-            counts[endpoint_id] = counts.get(endpoint_id, 0) + 1
-            keys = [sealer.unseal(sealed, endpoint_id)]
+            keys = [_unsealed(sealer, sealed, endpoint_id)]
             until = tx.time(previous_until)
             if previous is not None and until is not None and until > now:
-                keys.append(sealer.unseal(previous, endpoint_id))
+                keys.append(_unsealed(sealer, previous, endpoint_id))
+            if keys[0] is None:
+                _fail_unopenable(tx, delivery_id, now)
+                continue
+            counts[endpoint_id] = counts.get(endpoint_id, 0) + 1
+            signing = tuple(key for key in keys if key is not None)
             claimed.append(
-                Claimed(delivery_id, endpoint_id, secrets.token_hex(8), url, body, tuple(keys))
+                Claimed(delivery_id, endpoint_id, secrets.token_hex(8), url, body, signing)
             )
         for held in claimed:
             tx.defer(
@@ -515,6 +521,28 @@ def claim_due(
                 {"until": lease_until, "claim": held.claim, "id": held.delivery_id},
             )
     return claimed
+
+
+def _unsealed(sealer: Sealer, sealed: str, endpoint_id: str) -> str | None:
+    """The secret, or None when it no longer opens (the server secret was changed)."""
+    try:
+        return sealer.unseal(sealed, endpoint_id)
+    except InvalidTag:
+        return None
+
+
+_UNOPENABLE = (
+    "the endpoint's secret no longer opens (was OPENLOCKER_SECRET_KEY changed?); rotate it"
+)
+
+
+def _fail_unopenable(tx: Tx, delivery_id: str, now: datetime) -> None:
+    # Failed, not skipped: it would otherwise be scanned again at every step, and stay unseen.
+    tx.defer(
+        "UPDATE webhook_deliveries SET state = 'failed', failed_at = :now, last_error = :why"
+        " WHERE id = :id",
+        {"now": now, "why": _UNOPENABLE, "id": delivery_id},
+    )
 
 
 @dataclass(frozen=True)
