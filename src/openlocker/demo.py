@@ -82,6 +82,8 @@ def seed_demo(ctx: Context) -> DemoKeys:
                     lat=lat,
                     lon=lon,
                     compartments=demo_compartments(columns),
+                    language="pl",
+                    timezone="Europe/Warsaw",
                 )
                 sites[name] = do_create_site(session, ctx, SEED_ACTOR, spec)
         writer = ["parcels:write", "parcels:read"]
@@ -160,6 +162,35 @@ class LockerSimulator:
         )
 
 
+#: The recipient of the parcels the demo announces for its mailbox (``openlocker demo``).
+DEMO_RECIPIENT = {
+    "name": "Anna Nowak",
+    "email": "anna.nowak@example.com",
+    "phone": "+48 600 100 200",
+    "language": "pl",
+}
+
+
+def deposit_for_mailbox(client: httpx.Client, keys: DemoKeys) -> None:
+    """One parcel per site whose recipient is told by OpenLocker: its email and SMS show in
+    the demo's mailbox, and their link leads to the pickup page."""
+    carrier = {"Authorization": f"Bearer {keys.carrier_key}"}
+    for site_id in keys.sites:
+        announced = client.post(
+            "/v1/parcels",
+            headers=carrier,
+            json={
+                "tracking_number": new_id("DEMO"),
+                "site_id": site_id,
+                "size": "M",
+                "recipient": DEMO_RECIPIENT,
+                "notify": "openlocker",
+            },
+        )
+        if announced.status_code == 201:
+            client.post(f"/v1/parcels/{announced.json()['id']}/deposit", headers=carrier)
+
+
 def run_simulators(
     base_url: str, keys: DemoKeys, stop: threading.Event, period_s: float = 3.0
 ) -> None:
@@ -173,6 +204,8 @@ def run_simulators(
                 pass
             if stop.wait(0.2):
                 return
+        with contextlib.suppress(httpx.HTTPError):
+            deposit_for_mailbox(client, keys)
         lockers = [LockerSimulator(client, keys, site_id) for site_id in keys.kiosk_keys]
         while not stop.wait(period_s):
             for locker in lockers:

@@ -20,6 +20,11 @@ from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.lockers.api import router as sites_router
+from openlocker.notify.api import router as outbox_router
+from openlocker.notify.dispatcher import Dispatcher
+from openlocker.notify.mailbox import router as mailbox_router
+from openlocker.notify.service import queue_notices
+from openlocker.notify.transports import transports_from_settings
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
@@ -49,8 +54,8 @@ def _expire(ctx: Context) -> None:
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     """The HTTP app over ``ctx`` (from the environment when not given).
 
-    With ``run_jobs`` it also expires parcels, seals audit events and delivers webhooks in
-    the background.
+    With ``run_jobs`` it also expires parcels, seals audit events, queues reminders, runs
+    the dispatcher (when a channel is configured) and delivers webhooks in the background.
     """
     context = ctx or Context.from_settings()
 
@@ -79,6 +84,19 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
             if run_jobs
             else []
         )
+        transports = transports_from_settings(context) if run_jobs else {}
+        if run_jobs:
+            tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.notices_interval_seconds,
+                        lambda: queue_notices(context),
+                        "notices",
+                    )
+                )
+            )
+        if transports:
+            tasks.append(asyncio.create_task(Dispatcher(context, transports).run()))
         try:
             yield
         finally:
@@ -100,8 +118,17 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     # Added first, so it runs inside the metrics middleware: fast answers are counted too.
     app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
     app.add_middleware(metrics.RequestMetrics)
-    for router in (parcels_router, sites_router, orgs_router, audit_router, webhooks_router):
+    for router in (
+        parcels_router,
+        sites_router,
+        orgs_router,
+        audit_router,
+        outbox_router,
+        webhooks_router,
+    ):
         app.include_router(router)
+    if context.settings.mailbox:
+        app.include_router(mailbox_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

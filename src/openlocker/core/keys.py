@@ -1,5 +1,5 @@
-"""Keys derived from the server secret: HMACs for codes, Ed25519 keys for sites,
-and sealed boxes for credentials that wait in the outbox.
+"""Keys derived from the server secret: HMACs for codes, Ed25519 keys for sites and for
+the audit log's checkpoints, and sealed boxes for credentials that wait in the outbox.
 
 Nothing here stores a code: callers keep only ``digest(...)`` values.
 """
@@ -37,6 +37,9 @@ class Keyring:
         self._digest_key = self._derive(b"digest")
         self._box = Sealer(self._derive(b"outbox-box"), b"outbox")
         self._site_keys: dict[tuple[str, int], Ed25519PrivateKey] = {}
+        self._audit_key = Ed25519PrivateKey.from_private_bytes(self._derive(b"audit-signing"))
+        public = self._audit_key.public_key()
+        self._audit_public_key = b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     def _derive(self, purpose: bytes) -> bytes:
         return hmac.new(self._root, b"openlocker:" + purpose, hashlib.sha256).digest()
@@ -62,6 +65,14 @@ class Keyring:
         """The site's public key (base64url, raw 32 bytes), for its kiosk."""
         public = self.site_signing_key(site_id, version).public_key()
         return b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        """The key that signs the audit log's checkpoints; derived, never stored."""
+        return self._audit_key
+
+    def audit_public_key(self) -> str:
+        """The checkpoints' public key (base64url, raw 32 bytes), for operators who verify."""
+        return self._audit_public_key
 
     def seal(self, plaintext: str) -> str:
         """Encrypt with AES-GCM; for credentials waiting in the outbox."""

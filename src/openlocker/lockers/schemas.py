@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Temperature = Literal["ambient", "chilled", "frozen"]
 
@@ -28,6 +29,20 @@ class SiteIn(Strict):
     opening_hours: dict[str, Any] = Field(default_factory=lambda: {"always": True})
     dwell_hours: int = Field(default=72, ge=1, le=24 * 30)
     compartments: list[CompartmentIn] = Field(default_factory=list, max_length=2000)
+    #: Recipients' messages: their language and time zone (unset: the network's defaults),
+    #: a reminder this many hours before the deadline (``null``: none), a notice at expiry.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+    timezone: str | None = Field(default=None, max_length=64)
+    reminder_hours: int | None = Field(default=24, ge=1, le=24 * 30)
+    expiry_notice: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str | None) -> str | None:
+        try:
+            return None if name is None else ZoneInfo(name).key
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {name!r}") from error
 
 
 class FreeCount(BaseModel):
@@ -58,6 +73,10 @@ class SiteOut(BaseModel):
     key_version: int
     compartments_total: int
     free: list[FreeCount]
+    language: str | None = None
+    timezone: str | None = None
+    reminder_hours: int | None = None
+    expiry_notice: bool = True
     compartments: list[CompartmentOut] | None = None
 
 

@@ -55,6 +55,10 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         key_version=1,
         public_key=ctx.keyring.site_public_key(site_id, 1),
         created_at=now,
+        language=spec.language,
+        timezone=spec.timezone,
+        reminder_hours=spec.reminder_hours,
+        expiry_notice=spec.expiry_notice,
     )
     session.add(site)
     session.flush()
@@ -147,6 +151,10 @@ def _site_view(
         key_version=site.key_version,
         compartments_total=total,
         free=free,
+        language=site.language,
+        timezone=site.timezone,
+        reminder_hours=site.reminder_hours,
+        expiry_notice=site.expiry_notice,
         compartments=None
         if compartments is None
         else [

@@ -3,6 +3,7 @@
 from openlocker.access import models as access_models
 from openlocker.audit import models as audit_models
 from openlocker.lockers import models as lockers_models
+from openlocker.notify import models as notify_models
 from openlocker.orgs import models as orgs_models
 from openlocker.parcels import models as parcels_models
 from openlocker.webhooks import models as webhooks_models
@@ -11,6 +12,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "lockers_models",
+    "notify_models",
     "orgs_models",
     "parcels_models",
     "webhooks_models",

@@ -106,7 +106,8 @@ def do_create_api_key(
 def access_principal(ctx: Context, authorization: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer KEY`` header, or ``unauthorized``.
 
-    Answers are cached for ``ctx.cache.ttl`` seconds: a revoked key stops working within that.
+    Answers, refusals too, are cached for ``ctx.cache.ttl`` seconds: a key revoked by
+    another process stops working within that, in this one at once (``revoke_api_key``).
     """
     digest = _key_digest(ctx, authorization)
     principal: Principal | None = ctx.cache.get_or_load(

@@ -454,7 +454,7 @@ def fan_out(ctx: Context, *, batch: int = 500) -> int:
             tx.execute(*insert_rows("webhook_deliveries", shared, deliveries[start : start + 7]))
         sent = {f"m{i}": message[0] for i, message in enumerate(messages)}
         tx.execute(
-            "UPDATE outbox SET sent_at = :now, attempts = attempts + 1"
+            "UPDATE outbox SET state = 'sent', sent_at = :now, attempts = attempts + 1"
             f" WHERE id IN ({', '.join(':' + m for m in sent)})",
             {"now": now, **sent},
         )
