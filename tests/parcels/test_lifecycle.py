@@ -276,7 +276,11 @@ def test_doors_open_and_carriers_hear_through_the_outbox(
         doors = session.scalars(
             select(OutboxMessage).where(OutboxMessage.topic == "kiosk.open_compartment")
         ).all()
-    assert [r.payload["event"] for r in rows] == ["parcel.deposited", "parcel.picked_up"]
+    assert [r.payload["event"] for r in rows] == [
+        "parcel.announced",
+        "parcel.deposited",
+        "parcel.picked_up",
+    ]
     assert {r.payload["org_id"] for r in rows} == {carrier.id}
     assert [d.payload["label"] for d in doors] == [parcel["compartment"]["label"]] * 2
     assert all(d.payload["site_id"] == site for d in doors)

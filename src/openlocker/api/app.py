@@ -1,4 +1,4 @@
-"""The app factory: mounts each feature's routes, errors, metrics and the expiry job."""
+"""The app factory: mounts each feature's routes, errors, metrics and the background jobs."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
 from openlocker.web import api as web
+from openlocker.webhooks.api import router as webhooks_router
+from openlocker.webhooks.delivery import run_webhooks
 
 log = logging.getLogger("openlocker.jobs")
 
@@ -53,8 +55,8 @@ def _expire(ctx: Context) -> None:
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     """The HTTP app over ``ctx`` (from the environment when not given).
 
-    With ``run_jobs`` it also expires parcels, seals audit events, queues reminders and
-    runs the dispatcher (when a channel is configured) in the background.
+    With ``run_jobs`` it also expires parcels, seals audit events, queues reminders, runs
+    the dispatcher (when a channel is configured) and delivers webhooks in the background.
     """
     context = ctx or Context.from_settings()
 
@@ -78,6 +80,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
                         "audit seal",
                     )
                 ),
+                asyncio.create_task(run_webhooks(context)),
             ]
             if run_jobs
             else []
@@ -124,6 +127,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         outbox_router,
         web.router,
         web.pages,
+        webhooks_router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

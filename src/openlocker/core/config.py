@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Threads per process that run requests; few, because each holds the GIL while it works.
     request_threads: int = Field(default=8, ge=1, le=200)
+    #: Webhook endpoints may be plain http and on loopback or private addresses (tests, demo).
+    webhooks_allow_private: bool = False
+    #: One webhook attempt, DNS to answer, is cut off after this long.
+    webhooks_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhooks_interval_seconds: float = Field(default=0.5, gt=0)
+    #: Webhook sends in flight per process, in all and to one endpoint.
+    webhooks_concurrency: int = Field(default=64, ge=1, le=1000)
+    webhooks_per_endpoint: int = Field(default=4, ge=1, le=100)
+    #: After a rotation the old secret also signs deliveries for this long.
+    webhooks_rotation_overlap_hours: float = Field(default=24.0, ge=0)
 
     @field_validator("pin_length")
     @classmethod

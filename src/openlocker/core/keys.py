@@ -35,7 +35,7 @@ class Keyring:
     def __init__(self, secret_key: str) -> None:
         self._root = hashlib.sha256(secret_key.encode()).digest()
         self._digest_key = self._derive(b"digest")
-        self._box = AESGCM(self._derive(b"outbox-box"))
+        self._box = Sealer(self._derive(b"outbox-box"), b"outbox")
         self._site_keys: dict[tuple[str, int], Ed25519PrivateKey] = {}
         self._audit_key = Ed25519PrivateKey.from_private_bytes(self._derive(b"audit-signing"))
         public = self._audit_key.public_key()
@@ -76,12 +76,37 @@ class Keyring:
 
     def seal(self, plaintext: str) -> str:
         """Encrypt with AES-GCM; for credentials waiting in the outbox."""
-        nonce = os.urandom(12)
-        return b64url(nonce + self._box.encrypt(nonce, plaintext.encode(), b"outbox"))
+        return self._box.seal(plaintext)
 
     def unseal(self, sealed: str) -> str:
+        return self._box.unseal(sealed)
+
+    def sealer(self, purpose: str) -> Sealer:
+        """An AES-GCM box under a key derived for ``purpose`` alone (``webhook-secret`` …), for
+        secrets the server must read back, unlike codes, which it only compares."""
+        return Sealer(self._derive(f"sealer:{purpose}".encode()), purpose.encode())
+
+
+class Sealer:
+    """AES-GCM with a random nonce; ``bound_to`` ties a sealed value to its row (its id), so
+    it opens only there."""
+
+    def __init__(self, key: bytes, purpose: bytes) -> None:
+        self._aead = AESGCM(key)
+        self._purpose = purpose
+
+    def seal(self, plaintext: str, bound_to: str = "") -> str:
+        nonce = os.urandom(12)
+        return b64url(nonce + self._aead.encrypt(nonce, plaintext.encode(), self._aad(bound_to)))
+
+    def unseal(self, sealed: str, bound_to: str = "") -> str:
+        """The plaintext; raises ``cryptography.exceptions.InvalidTag`` for anything else."""
         raw = unb64url(sealed)
-        return self._box.decrypt(raw[:12], raw[12:], b"outbox").decode()
+        return self._aead.decrypt(raw[:12], raw[12:], self._aad(bound_to)).decode()
+
+    def _aad(self, bound_to: str) -> bytes:
+        # Without a row the associated data is the purpose alone, as the outbox box always was.
+        return self._purpose + b"\x00" + bound_to.encode() if bound_to else self._purpose
 
 
 def load_public_key(encoded: str) -> Ed25519PublicKey:

@@ -7,6 +7,7 @@ from openlocker.notify import models as notify_models
 from openlocker.orgs import models as orgs_models
 from openlocker.parcels import models as parcels_models
 from openlocker.web import models as web_models
+from openlocker.webhooks import models as webhooks_models
 
 __all__ = [
     "access_models",
@@ -16,4 +17,5 @@ __all__ = [
     "orgs_models",
     "parcels_models",
     "web_models",
+    "webhooks_models",
 ]

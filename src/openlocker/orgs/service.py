@@ -16,7 +16,7 @@ from openlocker.core.sql import Tx
 from openlocker.orgs.models import ORG_KINDS, ApiKey, Organization
 from openlocker.orgs.schemas import ApiKeyInfo, ApiKeyList, ApiKeyOut, OrganizationOut
 
-STATIC_SCOPES = ("parcels:write", "parcels:read", "admin")
+STATIC_SCOPES = ("parcels:write", "parcels:read", "webhooks", "admin")
 KEY_PREFIX = "olk"
 
 

@@ -301,7 +301,7 @@ def announce(
             claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
             _put_in(parcel, claimed)
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
-        # Recorded first, so the event rides in the parcel's INSERT (and rolls back with it).
+        # Recorded and queued first, so both ride in the parcel's INSERT (and roll back with it).
         record(
             tx,
             "parcel.announced",
@@ -312,6 +312,7 @@ def announce(
             compartment_id=parcel.compartment_id,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
+        enqueue(tx, now, _webhook(parcel, "parcel.announced", now))
         _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
         answer = Answer(201, parcel_view(parcel))
         if idempotency_key is not None:
