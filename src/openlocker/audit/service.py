@@ -172,7 +172,7 @@ class AuditTampered(DomainError):
     title = "Audit log tampered with"
 
 
-#: The head (locked by the caller), the newest checkpoint of this key in the database, and
+#: The head (the caller locks it first), the newest checkpoint of this key in the database, and
 #: the hashes of the events at the head, at that checkpoint and at the one the caller knows.
 _HEAD = (
     "SELECT h.hash, h.count, c.count, c.hash, c.at, c.key_id, c.signature,"
@@ -205,10 +205,11 @@ def seal_pending(ctx: Context, *, batch: int = 5000) -> int:
     while True:
         known = known_by.newest()
         with ctx.db.sql.transaction() as tx:
-            state = tx.one(
-                _HEAD + tx.lock("h"),
-                {"known": known.count if known else 0, "key_id": known_by.key_id},
-            )
+            # The lock first, the reads after it: on PostgreSQL a statement that waits for a
+            # row lock still reads its subqueries from the snapshot taken before the wait, so
+            # it would miss the events the sealer it waited for just linked.
+            tx.execute(f"SELECT id FROM audit_head WHERE id = 1{tx.lock()}")
+            state = tx.one(_HEAD, {"known": known.count if known else 0, "key_id": known_by.key_id})
             assert state is not None, "audit_head is seeded by the first migration"
             newest = _check_head(known_by, state, known)
             pending = tx.all(_PENDING, {"batch": batch})
