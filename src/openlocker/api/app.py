@@ -20,10 +20,12 @@ from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.lockers.api import router as sites_router
+from openlocker.orders.api import router as orders_router
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
+from openlocker.returns.api import router as returns_router
 
 log = logging.getLogger("openlocker.jobs")
 
@@ -96,7 +98,14 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     # Added first, so it runs inside the metrics middleware: fast answers are counted too.
     app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
     app.add_middleware(metrics.RequestMetrics)
-    for router in (parcels_router, sites_router, orgs_router, audit_router):
+    for router in (
+        parcels_router,
+        sites_router,
+        orgs_router,
+        audit_router,
+        orders_router,
+        returns_router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])

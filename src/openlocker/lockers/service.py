@@ -204,6 +204,43 @@ def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
     return site
 
 
+#: A zone's (dwell hours, fault hours) when its site sets none; dwell None is the site's.
+DEFAULT_ZONES: dict[str, tuple[int | None, int]] = {
+    "ambient": (None, 24),
+    "chilled": (24, 2),
+    "frozen": (12, 1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A site's rules for one temperature zone (``ZonePolicy`` or ``DEFAULT_ZONES``)."""
+
+    temperature: str
+    dwell_hours: int
+    fault_hours: int
+
+
+def access_zone(ctx: Context, tx: Tx, site: SiteInfo, temperature: str) -> Zone:
+    """The site's rules for ``temperature``; dwell is never longer than the site's own.
+
+    Cached like the site (policies change rarely): a change is seen everywhere within the
+    cache's ttl.
+    """
+
+    def load() -> dict[str, tuple[int, int]]:
+        rows = tx.all(
+            "SELECT temperature, dwell_hours, fault_hours FROM zone_policies WHERE site_id = :id",
+            {"id": site.id},
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    policies: dict[str, tuple[int, int]] = ctx.cache.get_or_load(("zones", site.id), load)
+    default_dwell, default_fault = DEFAULT_ZONES[temperature]
+    dwell, fault = policies.get(temperature, (default_dwell or site.dwell_hours, default_fault))
+    return Zone(temperature, min(dwell, site.dwell_hours), fault)
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A compartment a parcel just got."""
