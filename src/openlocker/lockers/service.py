@@ -17,7 +17,16 @@ from openlocker.core.ids import new_id
 from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, Site
-from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
+from openlocker.lockers.schemas import (
+    CompartmentOut,
+    FreeCount,
+    SiteIn,
+    SiteList,
+    SiteOut,
+    ZoneIn,
+    ZoneList,
+    ZoneOut,
+)
 
 
 def load_sizes(ctx: Context, tx: Tx) -> dict[str, allocation.SizeClass]:
@@ -357,3 +366,48 @@ def create_site(ctx: Context, actor: Actor, spec: SiteIn) -> SiteOut:
         site = do_create_site(session, ctx, actor, spec)
         session.flush()
         return site_views(session, [site])[0]
+
+
+def list_zones(ctx: Context, site_id: str) -> ZoneList:
+    """The rules of every temperature zone the site has, its own or the defaults."""
+    with ctx.db.sql.transaction(write=False) as tx:
+        site = access_site_info(ctx, tx, site_id)
+        temperatures = [
+            row[0]
+            for row in tx.all(
+                "SELECT DISTINCT temperature FROM compartments WHERE site_id = :id ORDER BY 1",
+                {"id": site.id},
+            )
+        ]
+        zones = [access_zone(ctx, tx, site, t) for t in temperatures]
+    return ZoneList(items=[ZoneOut.model_validate(zone, from_attributes=True) for zone in zones])
+
+
+def set_zone(ctx: Context, actor: Actor, site_id: str, temperature: str, spec: ZoneIn) -> ZoneOut:
+    """Set a zone's dwell and fault hours at a site (audited); every process sees it within
+    the cache's ttl, this one at once. Later deposits get the new dwell time."""
+    with ctx.db.sql.transaction() as tx:
+        site = access_site_info(ctx, tx, site_id)
+        tx.execute(
+            "INSERT INTO zone_policies (site_id, temperature, dwell_hours, fault_hours)"
+            " VALUES (:site_id, :temperature, :dwell, :fault) ON CONFLICT (site_id, temperature)"
+            " DO UPDATE SET dwell_hours = :dwell, fault_hours = :fault",
+            {
+                "site_id": site.id,
+                "temperature": temperature,
+                "dwell": spec.dwell_hours,
+                "fault": spec.fault_hours,
+            },
+        )
+        record(
+            tx,
+            "site.zone_policy_set",
+            actor,
+            ctx.clock(),
+            site_id=site.id,
+            data={"temperature": temperature, **spec.model_dump()},
+        )
+    ctx.cache.discard(("zones", site.id))
+    with ctx.db.sql.transaction(write=False) as tx:
+        zone = access_zone(ctx, tx, site, temperature)
+    return ZoneOut.model_validate(zone, from_attributes=True)

@@ -263,15 +263,14 @@ def _check_zones(
     for temperature, size_code in rows:
         zones.setdefault(temperature, []).append(sizes[size_code])
     for need in needs:
-        if need.size_code is not None and need.size_code not in sizes:
-            raise InvalidInput(f"Unknown size class {need.size_code!r}.", code="unknown_size")
         if need.temperature not in zones:
             raise InvalidInput(
                 f"Site {site.name!r} has no {need.temperature} compartments.",
                 code="zone_not_at_site",
                 extra={"temperature": need.temperature},
             )
-        if allocation.is_too_large(need, zones[need.temperature]):
+        box = allocation.need_dimensions(need, sizes)
+        if not any(allocation.fits(box, size) for size in zones[need.temperature]):
             raise InvalidInput(
                 f"An item is larger than every {need.temperature} compartment of the site.",
                 code="too_large",

@@ -58,7 +58,7 @@ class Parcel(Base):
     carrier_org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
     tracking_number: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(20))
     size_code: Mapped[str | None] = mapped_column(String(8), nullable=True)
     length_mm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     width_mm: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -93,6 +93,10 @@ def upgrade() -> None:
     )
     op.add_column("parcels", sa.Column("order_id", sa.String(length=40), nullable=True))
     op.create_index(op.f("ix_parcels_order_id"), "parcels", ["order_id"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":  # SQLite does not enforce the length
+        op.alter_column(
+            "parcels", "status", type_=sa.String(length=20), existing_type=sa.String(length=16)
+        )
     _live_compartment_index(_LIVE_AFTER)
     with op.batch_alter_table("credential_sets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("order_id", sa.String(length=40), nullable=True))
@@ -147,6 +151,10 @@ def downgrade() -> None:
         batch_op.drop_column("order_id")
     _live_compartment_index(_LIVE_BEFORE)
     op.drop_index(op.f("ix_parcels_order_id"), table_name="parcels")
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column(
+            "parcels", "status", type_=sa.String(length=16), existing_type=sa.String(length=20)
+        )
     # In place, as added (SQLite 3.35 or later drops a column itself).
     op.drop_column("parcels", "order_id")
     op.drop_column("parcels", "collected_at")
