@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
+from openlocker.demo import seed_demo, seed_demo_order
 from openlocker.parcels.service import expire_due
 from tests.factories import Factory
 from tests.orders.helpers import events, outbox, place, retailer, zoned_site
@@ -325,3 +326,13 @@ def test_list_orders_filters_and_pages(factory: Factory, client: TestClient, ctx
     assert [o["id"] for o in first["items"] + second["items"]] == ids[::-1]
     assert second["next_cursor"] is None
     assert client.get(f"/v1/orders/{ids[0]}", headers=other.headers).status_code == 404
+
+
+def test_the_demo_grocer_places_a_chilled_order(client: TestClient, ctx: Context) -> None:
+    keys = seed_demo(ctx)
+    order_id = seed_demo_order(ctx, keys)
+    grocer = {"Authorization": f"Bearer {keys.retailer_key}"}
+    order = client.get(f"/v1/orders/{order_id}", headers=grocer).json()
+    assert order["status"] == "ready"
+    assert [i["temperature"] for i in order["items"]].count("chilled") == 2
+    assert len(outbox(ctx, "recipient.pickup_ready")) == 1

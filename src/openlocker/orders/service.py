@@ -135,7 +135,13 @@ def access_order(
 
 
 def _items(tx: Tx, order_id: str, *, lock: bool = False) -> list[parcels.ParcelRow]:
-    return parcels.select_parcels(tx, "p.order_id = :order_id", {"order_id": order_id}, lock=lock)
+    """The order's items in the order the retailer listed them (``<reference>#<n>``)."""
+    items = parcels.select_parcels(tx, "p.order_id = :order_id", {"order_id": order_id}, lock=lock)
+    return sorted(items, key=_item_number)
+
+
+def _item_number(item: parcels.ParcelRow) -> int:
+    return int(item.tracking_number.rsplit("#", 1)[1])
 
 
 def _item_view(item: parcels.ParcelRow) -> OrderItemOut:
@@ -498,9 +504,10 @@ def list_orders(
         items: dict[str, list[parcels.ParcelRow]] = {order.id: [] for order in orders}
         if orders:
             ids = {f"o{i}": order.id for i, order in enumerate(orders)}
-            for item in parcels.select_parcels(
+            listed = parcels.select_parcels(
                 tx, f"p.order_id IN ({', '.join(':' + k for k in ids)})", ids
-            ):
+            )
+            for item in sorted(listed, key=_item_number):
                 items[item.order_id or ""].append(item)
     next_cursor = parcels.encode_cursor(orders[-1].id) if len(rows) > limit else None
     return OrderList(items=[order_view(o, items[o.id]) for o in orders], next_cursor=next_cursor)
