@@ -10,6 +10,7 @@ Every status change of an order is an audit event and a ``webhook.carrier`` mess
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -413,6 +414,9 @@ def _do_reserve(
 ) -> list[parcels.ParcelRow]:
     """Announce the items with a reserved compartment each; the largest claim first, so a
     small item never takes the only compartment a large one fits."""
+    # Orders at a site take turns: a claim skips rows another order holds (SKIP LOCKED), and
+    # an order that then fails whole would have made the other fail for nothing.
+    tx.serialize(_claims_lock_key(site.id))
     items: list[parcels.ParcelRow] = []
     for n, spec in enumerate(request.items, start=1):
         dims = spec.dimensions_mm
@@ -464,6 +468,11 @@ def _do_reserve(
         )
     parcels.insert_parcels(tx, items)
     return items
+
+
+def _claims_lock_key(site_id: str) -> int:
+    digest = hashlib.blake2b(f"order-claims:{site_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def get_order(ctx: Context, principal: Principal, order_id: str) -> OrderOut:
