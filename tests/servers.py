@@ -26,15 +26,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(ctx: Context, *, workers: int = 2, startup_s: float = 60.0) -> Iterator[str]:
-    """Serve ``ctx``'s database with its secret and data folder; yields the base URL."""
+def serving(
+    ctx: Context, *, workers: int = 2, startup_s: float = 60.0, log_level: str = "WARNING"
+) -> Iterator[str]:
+    """Serve ``ctx``'s database with its secret and data folder; yields the base URL.
+
+    The server's log is ``serve-<port>.log`` in the data folder."""
     port = _free_port()
     env = {
         **os.environ,
         "OPENLOCKER_DATABASE_URL": ctx.settings.database_url,
         "OPENLOCKER_SECRET_KEY": ctx.settings.secret_key or "",
         "OPENLOCKER_DATA_DIR": str(ctx.settings.data_folder),
-        "OPENLOCKER_LOG_LEVEL": "WARNING",
+        "OPENLOCKER_LOG_LEVEL": log_level,
     }
     ctx.settings.data_folder.mkdir(parents=True, exist_ok=True)
     log = ctx.settings.data_folder / f"serve-{port}.log"

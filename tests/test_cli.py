@@ -11,13 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from openlocker.audit.models import AuditEvent
+from openlocker.audit import checkpoints
+from openlocker.audit.checkpoints import FILE_NAME
+from openlocker.audit.models import AuditCheckpoint, AuditEvent
+from openlocker.audit.service import seal_pending
 from openlocker.cli import app, metrics_folder
 from openlocker.core.config import get_settings
 from openlocker.core.context import Context
+from tests.audit.tampering import erase_failed_pickups, record_events
+from tests.factories import Factory
 
 runner = CliRunner()
 
@@ -26,6 +31,7 @@ runner = CliRunner()
 def env(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("OPENLOCKER_DATABASE_URL", ctx.settings.database_url)
     monkeypatch.setenv("OPENLOCKER_SECRET_KEY", ctx.settings.secret_key)
+    monkeypatch.setenv("OPENLOCKER_DATA_DIR", str(ctx.settings.data_folder))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -52,6 +58,53 @@ def test_seed_demo_json_then_audit_verify(env: None, ctx: Context) -> None:
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1
     assert "broken" in broken.output and "altered" in broken.output
+
+
+def test_audit_verify_finds_erased_failed_pickups(env: None, ctx: Context) -> None:
+    record_events(ctx)
+    intact = runner.invoke(app, ["audit", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "Audit chain intact: 12 events verified, 1 checkpoint matched (newest: 12" in (
+        intact.output
+    )
+
+    erase_failed_pickups(ctx)
+    broken = runner.invoke(app, ["audit", "verify"])
+    assert broken.exit_code == 1
+    assert "Refusing to seal: the chain has 6 events but a checkpoint signed at" in broken.output
+    assert "covers 12: events were removed" in broken.output
+    assert "3 events not sealed" in broken.output
+
+
+def test_audit_verify_holds_the_chain_against_checkpoints_kept_from_the_api(
+    env: None,
+    ctx: Context,
+    factory: Factory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    operator = factory.operator()
+    record_events(ctx)
+    seal_pending(ctx)
+    kept = tmp_path / "kept.json"
+    kept.write_text(factory.client.get("/v1/audit/checkpoints", headers=operator.headers).text)
+    with_kept = runner.invoke(app, ["audit", "verify", "--checkpoints", str(kept)])
+    assert with_kept.exit_code == 0, with_kept.output
+    assert f"{kept} (1)" in with_kept.output
+
+    erase_failed_pickups(ctx)
+    with ctx.db.transaction() as session:
+        session.execute(delete(AuditCheckpoint))
+    (ctx.settings.data_folder / FILE_NAME).unlink()
+    monkeypatch.setattr(checkpoints, "_witnesses", {})  # and the server restarted
+    assert runner.invoke(app, ["audit", "verify"]).exit_code == 0  # nothing here knows better
+    broken = runner.invoke(app, ["audit", "verify", "--checkpoints", str(kept)])
+    assert broken.exit_code == 1
+    assert f"the checkpoint at 14 in {kept} (line 1, item 1) is missing" in broken.output
+    assert "the chain has 11 events but a checkpoint signed at" in broken.output
+
+    wrong_key = runner.invoke(app, ["audit", "verify", "--public-key", "not-a-key"])
+    assert wrong_key.exit_code == 2 and "--public-key" in wrong_key.output
 
 
 def test_serve_removes_metrics_folders_of_stopped_servers(

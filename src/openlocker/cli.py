@@ -1,7 +1,8 @@
-"""The `openlocker` command: demo, serve, db, seed, audit, plan."""
+"""The `openlocker` command: demo, serve, worker, db, seed, audit, plan."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -18,19 +19,24 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 
-from openlocker.audit.service import check_chain, seal_pending
-from openlocker.core.config import DEV_SECRET_KEY, get_settings
+from openlocker.audit.service import AuditTampered, check_chain, seal_pending
+from openlocker.core.config import get_settings
 from openlocker.core.context import Context
+from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
+from openlocker.core.secret import SecretKeyMissing
 from openlocker.demo import (
     DemoKeys,
     demo_order_body,
     run_simulators,
+    sample_pickup_link,
     seed_demo,
     seed_demo_order,
 )
+from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
 app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args_is_help=True)
@@ -45,7 +51,12 @@ console = Console(stderr=True)
 
 
 def _context() -> Context:
-    return Context.from_settings()
+    """The process's context; without a secret, the reason and exit status 2."""
+    try:
+        return Context.from_settings()
+    except SecretKeyMissing as missing:
+        console.print(str(missing), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -73,20 +84,82 @@ def seed_demo_command(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit chain: exit 0 when intact, 1 and the first broken event otherwise."""
+def audit_verify(
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoints",
+            exists=True,
+            dir_okay=False,
+            help="Checkpoints kept elsewhere: JSON lines as in the data folder's"
+            " audit-checkpoints.jsonl, or answers of GET /v1/audit/checkpoints.",
+        ),
+    ] = None,
+    public_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-key",
+            help="Also accept checkpoints signed by this audit public key (base64url), such"
+            " as the one from before the secret key changed. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Seal pending events, then check the audit chain against its signed checkpoints: exit 0
+    when intact, 1 and what disagrees otherwise."""
+    trusted = [_audit_public_key(text) for text in public_keys or ()]
     ctx = _context()
-    seal_pending(ctx)
-    with ctx.db.read() as session:
-        report = check_chain(session)
+    try:
+        seal_pending(ctx)
+    except AuditTampered as refused:
+        console.print(refused.detail, style="red", markup=False, highlight=False, soft_wrap=True)
+    report = check_chain(ctx, kept=checkpoints, public_keys=trusted)
+    newest = report.newest
     if report.intact:
-        console.print(f"[green]Audit chain intact[/]: {report.checked} events verified.")
-        return
+        signed = newest.at.isoformat(timespec="seconds") if newest else ""
+        console.print(
+            f"[green]Audit chain intact[/]: {report.checked} events verified,"
+            f" {report.checkpoints} checkpoint{'' if report.checkpoints == 1 else 's'} matched"
+            + (f" (newest: {newest.count} events at {signed})." if newest else " (none yet)."),
+            soft_wrap=True,
+        )
+    elif report.reason:
+        console.print(
+            f"[red]Audit chain broken[/] after {report.checked} good events: {report.reason}"
+            + (
+                f" at event seq={report.broken_seq} id={report.broken_id}"
+                if report.broken_id
+                else ""
+            ),
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"[red]Audit chain broken[/]: its {report.checked} events link up, but not with its"
+            " signed checkpoints:",
+            soft_wrap=True,
+        )
+    for problem in report.problems:
+        console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+    sources = ", ".join(f"{where} ({held})" for where, held in report.sources)
+    unsealed = f" {report.unsealed} events not sealed." if report.unsealed else ""
     console.print(
-        f"[red]Audit chain broken[/] after {report.checked} good events: {report.reason}"
-        + (f" at event seq={report.broken_seq} id={report.broken_id}" if report.broken_id else "")
+        f"Checkpoints read from {sources}.{unsealed}",
+        style="dim",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
-    raise typer.Exit(1)
+    if not report.intact:
+        raise typer.Exit(1)
+
+
+def _audit_public_key(text: str) -> Ed25519PublicKey:
+    try:
+        return load_public_key(text)
+    except ValueError:
+        raise typer.BadParameter(
+            "not an Ed25519 public key in base64url", param_hint="--public-key"
+        ) from None
 
 
 @app.command()
@@ -97,8 +170,12 @@ def serve(
 ) -> None:
     """Run the HTTP server (migrating the database first)."""
     settings = get_settings()
-    if settings.secret_key == DEV_SECRET_KEY:
-        console.print("[yellow]OPENLOCKER_SECRET_KEY is not set: using the development key.[/]")
+    if not (settings.smtp_url or settings.sms_url or settings.mailbox):
+        console.print(
+            "[yellow]Neither OPENLOCKER_SMTP_URL nor OPENLOCKER_SMS_URL is set: recipients'"
+            " messages stay queued in the outbox until one is.[/]"
+        )
+    # Also makes SQLite's secret file before the exec, so every worker reads the same one.
     upgrade(_context().db)
     if workers == 1:
         _serve_here(host, port)
@@ -127,6 +204,24 @@ def serve(
             str(log_config),
         ],
     )
+
+
+@app.command()
+def worker() -> None:
+    """Deliver recipients' messages and queue reminders, without serving HTTP (several may
+    run on PostgreSQL; they never take the same message)."""
+    settings = get_settings()
+    if not (settings.smtp_url or settings.sms_url or settings.mailbox):
+        console.print(
+            "[red]Nothing to send with:[/] set OPENLOCKER_SMTP_URL or OPENLOCKER_SMS_URL."
+        )
+        raise typer.Exit(2)
+    ctx = _context()
+    upgrade(ctx.db)
+    console.print("[dim]Delivering messages; press Ctrl-C to stop.[/]")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(ctx))
+    console.print("[green]Stopped.[/]")
 
 
 def metrics_folder() -> str:
@@ -163,11 +258,26 @@ def demo(
     os.environ.setdefault("OPENLOCKER_DATABASE_URL", "sqlite:///./var/openlocker.db")
     os.environ.setdefault("OPENLOCKER_BASE_URL", f"http://{host}:{port}")
     os.environ.setdefault("OPENLOCKER_LOG_LEVEL", "WARNING")
+    # Without an SMTP server, recipients' messages land in the demo's mailbox page.
+    os.environ.setdefault("OPENLOCKER_MAILBOX", "1")
     get_settings.cache_clear()
     ctx = _context()
     upgrade(ctx.db)
     keys = seed_demo(ctx)
     _print_keys(keys, base=f"http://{host}:{port}")
+    site_id = next(iter(keys.sites))
+    console.print(
+        f"\n[bold]A recipient's pickup page[/]\n  {sample_pickup_link(ctx, keys)}\n"
+        'The code its locker\'s screen shows (for "Open my compartment"):',
+        soft_wrap=True,
+    )
+    console.print(
+        f"curl -s -H 'Authorization: Bearer {keys.kiosk_keys[site_id]}' "
+        f"http://{host}:{port}/v1/sites/{site_id}/presence-code",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     _print_order(keys, seed_demo_order(ctx, keys), base=f"http://{host}:{port}")
     stop = threading.Event()
     lockers = threading.Thread(
@@ -232,6 +342,7 @@ def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
     site_id = next(iter(keys.sites))
     console.print(
         f"\n[bold]OpenLocker demo[/]\n  API docs  {base}/docs\n  Sites     {base}/v1/sites\n"
+        f"  Mailbox   {base}/demo/mailbox  (the recipients' emails and SMS)\n"
         f"  Health    {base}/healthz\n  Metrics   {base}/metrics\n\n[bold]Try it[/]",
         soft_wrap=True,
     )

@@ -21,6 +21,8 @@ from openlocker.orders import service as orders
 from openlocker.orders.schemas import OrderIn
 from openlocker.orgs.models import Organization
 from openlocker.orgs.service import access_principal, do_create_api_key, do_create_organization
+from openlocker.parcels import service as parcels
+from openlocker.parcels.schemas import AnnounceIn
 
 SEED_ACTOR = Actor("system:seed")
 
@@ -86,6 +88,8 @@ def seed_demo(ctx: Context) -> DemoKeys:
                     lat=lat,
                     lon=lon,
                     compartments=demo_compartments(columns),
+                    language="pl",
+                    timezone="Europe/Warsaw",
                 )
                 sites[name] = do_create_site(session, ctx, SEED_ACTOR, spec)
         writer = ["parcels:write", "parcels:read"]
@@ -129,6 +133,22 @@ def seed_demo_order(ctx: Context, keys: DemoKeys) -> str:
     order = orders.create_order(ctx, grocer, request).order
     orders.load_order(ctx, grocer, order.id)
     return order.id
+
+
+def sample_pickup_link(ctx: Context, keys: DemoKeys) -> str:
+    """A parcel deposited at the first demo site for a newcomer to open: its pickup link."""
+    carrier = access_principal(ctx, f"Bearer {keys.carrier_key}")
+    request = AnnounceIn(
+        tracking_number=new_id("DEMO"),
+        site_id=next(iter(keys.sites)),
+        size="S",
+        notify="sender",
+        recipient={"name": "Ana Nowak", "language": "pl"},
+    )
+    announced = parcels.announce(ctx, carrier, request)
+    pickup = parcels.deposit(ctx, carrier, announced.parcel.id).parcel.pickup
+    assert pickup is not None, "notify: sender returns the credentials"
+    return pickup.link
 
 
 class LockerSimulator:
@@ -191,6 +211,35 @@ class LockerSimulator:
         )
 
 
+#: The recipient of the parcels the demo announces for its mailbox (``openlocker demo``).
+DEMO_RECIPIENT = {
+    "name": "Anna Nowak",
+    "email": "anna.nowak@example.com",
+    "phone": "+48 600 100 200",
+    "language": "pl",
+}
+
+
+def deposit_for_mailbox(client: httpx.Client, keys: DemoKeys) -> None:
+    """One parcel per site whose recipient is told by OpenLocker: its email and SMS show in
+    the demo's mailbox, and their link leads to the pickup page."""
+    carrier = {"Authorization": f"Bearer {keys.carrier_key}"}
+    for site_id in keys.sites:
+        announced = client.post(
+            "/v1/parcels",
+            headers=carrier,
+            json={
+                "tracking_number": new_id("DEMO"),
+                "site_id": site_id,
+                "size": "M",
+                "recipient": DEMO_RECIPIENT,
+                "notify": "openlocker",
+            },
+        )
+        if announced.status_code == 201:
+            client.post(f"/v1/parcels/{announced.json()['id']}/deposit", headers=carrier)
+
+
 def run_simulators(
     base_url: str, keys: DemoKeys, stop: threading.Event, period_s: float = 3.0
 ) -> None:
@@ -204,6 +253,8 @@ def run_simulators(
                 pass
             if stop.wait(0.2):
                 return
+        with contextlib.suppress(httpx.HTTPError):
+            deposit_for_mailbox(client, keys)
         lockers = [LockerSimulator(client, keys, site_id) for site_id in keys.kiosk_keys]
         while not stop.wait(period_s):
             for locker in lockers:

@@ -56,8 +56,7 @@ def test_events_page_through_the_whole_log(
             break
     assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(seen))
-    with ctx.db.read() as session:
-        report = check_chain(session)
+    report = check_chain(ctx)
     assert report.intact and report.checked == len(seen)
 
 
@@ -72,8 +71,7 @@ def test_verify_finds_an_edited_event(factory: Factory, client: TestClient, ctx:
         session.execute(
             update(AuditEvent).where(AuditEvent.seq == target.seq).values(actor="key:someone-else")
         )
-    with ctx.db.read() as session:
-        report = check_chain(session)
+    report = check_chain(ctx)
     assert (
         not report.intact
         and report.broken_seq == target.seq
@@ -86,14 +84,12 @@ def test_verify_finds_a_removed_event(factory: Factory, client: TestClient, ctx:
     with ctx.db.transaction() as session:
         seqs = session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all()
         session.execute(delete(AuditEvent).where(AuditEvent.seq == seqs[2]))
-    with ctx.db.read() as session:
-        report = check_chain(session)
+    report = check_chain(ctx)
     assert not report.intact and report.broken_seq == seqs[3]
     with ctx.db.transaction() as session:
         session.execute(delete(AuditEvent).where(AuditEvent.seq == seqs[-1]))
         session.execute(delete(AuditEvent).where(AuditEvent.seq >= seqs[2]))
-    with ctx.db.read() as session:
-        tail = check_chain(session)
+    tail = check_chain(ctx)
     assert not tail.intact and tail.reason == "events missing at the end of the chain"
 
 
@@ -124,6 +120,5 @@ def test_sealing_in_small_batches_keeps_one_chain(
     for _ in range(3):
         factory.deposited(carrier, site)
     assert seal_pending(ctx, batch=5) == 9  # org, key, site, then announced + deposited x3
-    with ctx.db.read() as session:
-        report = check_chain(session)
+    report = check_chain(ctx)
     assert report.intact and report.unsealed == 0 and report.checked == 9

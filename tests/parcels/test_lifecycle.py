@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import select
 
 from openlocker.audit.models import OutboxMessage
@@ -188,25 +189,27 @@ def test_replayed_deposit_issues_fresh_credentials_and_voids_the_first(
     factory: Factory, client: TestClient
 ) -> None:
     carrier = factory.org()
-    site = factory.site("S")
+    site = factory.site("SSS")
     kiosk = factory.kiosk(site)
-    parcel = factory.announce(carrier, site).json()
-    headers = {**carrier.headers, "Idempotency-Key": "dep-1"}
-    first = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
-    second = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
-    assert second["compartment"] == first["compartment"]
-    assert (
-        second["pickup"]["pin"] != first["pickup"]["pin"]
-        or second["pickup"]["qr"] != first["pickup"]["qr"]
-    )
-    old = client.post(
-        f"/v1/sites/{site}/pickups", json={"qr": first["pickup"]["qr"]}, headers=kiosk.headers
-    )
-    assert old.status_code == 403 and old.json()["code"] == "invalid_code"
-    new = client.post(
-        f"/v1/sites/{site}/pickups", json={"qr": second["pickup"]["qr"]}, headers=kiosk.headers
-    )
-    assert new.status_code == 200
+
+    def pickup(kind: str, credentials: dict[str, str]) -> Response:
+        # A link holds the token only in its last part; the kiosk takes the token.
+        secret = credentials[kind].rsplit("/", 1)[1] if kind == "link" else credentials[kind]
+        return client.post(f"/v1/sites/{site}/pickups", json={kind: secret}, headers=kiosk.headers)
+
+    # One parcel per kind: the first pickup spends the new set, so each kind gets its own.
+    for n, kind in enumerate(("pin", "qr", "link")):
+        parcel = factory.announce(carrier, site).json()
+        headers = {**carrier.headers, "Idempotency-Key": f"dep-{n}"}
+        first = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
+        second = client.post(f"/v1/parcels/{parcel['id']}/deposit", headers=headers).json()
+        assert second["compartment"] == first["compartment"]
+        assert all(second["pickup"][k] != first["pickup"][k] for k in ("pin", "qr", "link"))
+        old = pickup(kind, first["pickup"])
+        assert old.status_code == 403 and old.json()["code"] == "invalid_code", (kind, old.text)
+        new = pickup(kind, second["pickup"])
+        assert new.status_code == 200, (kind, new.text)
+        assert new.json()["compartment"]["label"] == first["compartment"]["label"]
 
 
 def test_credentials_for_openlocker_notify_go_sealed_into_the_outbox(
@@ -273,7 +276,11 @@ def test_doors_open_and_carriers_hear_through_the_outbox(
         doors = session.scalars(
             select(OutboxMessage).where(OutboxMessage.topic == "kiosk.open_compartment")
         ).all()
-    assert [r.payload["event"] for r in rows] == ["parcel.deposited", "parcel.picked_up"]
+    assert [r.payload["event"] for r in rows] == [
+        "parcel.announced",
+        "parcel.deposited",
+        "parcel.picked_up",
+    ]
     assert {r.payload["org_id"] for r in rows} == {carrier.id}
     assert [d.payload["label"] for d in doors] == [parcel["compartment"]["label"]] * 2
     assert all(d.payload["site_id"] == site for d in doors)

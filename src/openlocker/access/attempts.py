@@ -116,7 +116,7 @@ def day_breach_bound(pin_length: int) -> float:
     """
     guesses = max_guesses(GOAL_WINDOW_SECONDS)
     alone = breach_probability(guesses, GOAL_WAITING_PARCELS, pin_length)
-    with_phone = guesses * GOAL_WAITING_PARCELS / (10**pin_length - guesses)
+    with_phone = guesses * GOAL_WAITING_PARCELS / (10.0**pin_length - guesses)
     return min(1.0, alone + with_phone)
 
 

@@ -24,14 +24,16 @@ from the server's records. Secrets are plain ``str`` values: never log them.
 from __future__ import annotations
 
 import binascii
+import os
 import re
 import secrets
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from openlocker.access.models import KINDS
 from openlocker.core.clock import as_utc
@@ -81,6 +83,33 @@ def credential_digest(keyring: Keyring, kind: str, site_id: str, secret: str) ->
     if kind not in KINDS:
         raise ValueError(f"unknown credential kind {kind!r}")
     return keyring.digest(f"credential:{kind}", f"{site_id}\x00{secret}")
+
+
+def _link_box(keyring: Keyring, link_token: str) -> AESGCM:
+    # A PRF of the token under the server key: the stored link digest (another purpose)
+    # does not give it, and neither does the server key without the token.
+    return AESGCM(bytes.fromhex(keyring.digest("credential:link-box", link_token)))
+
+
+def seal_for_link(keyring: Keyring, link_token: str, set_id: str, pin: str, qr: str) -> str:
+    """The PIN and QR token sealed (AES-GCM) under a key only the link's holder can derive.
+
+    Bound to the credential set ``set_id``: a box copied to another row does not open.
+    """
+    nonce = os.urandom(12)
+    plain = f"{pin}\x00{qr}".encode()
+    return b64url(nonce + _link_box(keyring, link_token).encrypt(nonce, plain, set_id.encode()))
+
+
+def open_for_link(keyring: Keyring, link_token: str, set_id: str, sealed: str) -> tuple[str, str]:
+    """The (PIN, QR token) that ``seal_for_link`` sealed; ``ValueError`` for another token."""
+    raw = unb64url(sealed)
+    try:
+        plain = _link_box(keyring, link_token).decrypt(raw[:12], raw[12:], set_id.encode())
+    except InvalidTag:
+        raise ValueError("the box was not sealed for this link") from None
+    pin, _, qr = plain.decode().partition("\x00")
+    return pin, qr
 
 
 def phone_suffix(phone: str | None) -> str | None:

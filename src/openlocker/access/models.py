@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -55,6 +55,13 @@ class CredentialSet(Base):
     #: Set for an order's one set, which opens every item of the order; ``parcel_id`` is then
     #: the order's first item. Such a set is voided with its order, not with a parcel.
     order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), nullable=True, index=True)
+    #: The PIN and QR token, AES-GCM sealed under a key derived from the link token, so the
+    #: link's page can show them and nobody without the link can (``credentials.seal_for_link``).
+    sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Wrong presence codes typed on the link's page, with the PIN's lockout schedule.
+    presence_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    presence_last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    presence_locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class PinAttempts(Base):

@@ -37,8 +37,9 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
 
 _INSERT_SET = (
     "INSERT INTO credential_sets (id, parcel_id, order_id, site_id, pin_digest, qr_digest,"
-    " link_digest, phone_tag, active, expires_at, created_at) VALUES (:id, :parcel_id,"
-    " :order_id, :site_id, :pin, :qr, :link, :phone_tag, TRUE, :expires_at, :created_at)"
+    " link_digest, phone_tag, sealed, active, expires_at, created_at) VALUES (:id, :parcel_id,"
+    " :order_id, :site_id, :pin, :qr, :link, :phone_tag, :sealed, TRUE, :expires_at,"
+    " :created_at)"
     " ON CONFLICT (site_id, pin_digest) WHERE active DO NOTHING RETURNING id"
 )
 
@@ -55,9 +56,11 @@ def do_issue_credentials(
 ) -> IssuedCredentials:
     """Issue a PIN (unique among the site's active ones), a signed QR token and a link token.
 
-    The three are stored in one row, with the tag of the recipient's ``phone`` suffix when
-    there is one (the PIN is then also accepted typed with that suffix, in its own lockout
-    bucket); a PIN already active at the site is refused by the unique index and drawn again.
+    The three are stored in one row as digests, with the tag of the recipient's ``phone``
+    suffix when there is one (the PIN is then also accepted typed with that suffix, in its own
+    lockout bucket), and the PIN and QR token sealed for the link's page
+    (``credentials.seal_for_link``). A PIN already active at the site is refused by the unique
+    index and drawn again.
     With ``order_id`` the set opens every item of that order (``parcel_id`` is its first item)
     and the QR token names the order.
     """
@@ -83,7 +86,9 @@ def do_issue_credentials(
     }
     for _ in range(_PIN_RETRIES):
         pin = credentials.generate_pin(ctx.settings.pin_length)
-        if tx.one(_INSERT_SET, {**params, "pin": _digest(ctx, "pin", site.id, pin)}):
+        sealed = credentials.seal_for_link(ctx.keyring, link, str(params["id"]), pin, qr)
+        pin_digest = _digest(ctx, "pin", site.id, pin)
+        if tx.one(_INSERT_SET, {**params, "pin": pin_digest, "sealed": sealed}):
             return IssuedCredentials(pin, qr, link, expires_at)
     # pragma: no cover - needs ~10^7 active parcels at one site
     raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
@@ -92,13 +97,14 @@ def do_issue_credentials(
 def do_void_credentials(
     tx: Tx, parcel_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
-    """Make a parcel's active credentials unusable (pickup with ``used_kind``, expiry, reissue).
+    """Make a parcel's active credentials unusable (pickup with ``used_kind``, expiry, reissue);
+    the box sealed for the link is dropped, so its page has nothing left to show.
 
     An order's set is left alone: it opens the order's other items (``do_void_order_credentials``).
     """
     tx.defer(
-        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind"
-        " WHERE parcel_id = :parcel_id AND active AND order_id IS NULL",
+        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind,"
+        " sealed = NULL WHERE parcel_id = :parcel_id AND active AND order_id IS NULL",
         {
             "used_at": now if used_kind else None,
             "used_kind": used_kind,
@@ -310,3 +316,112 @@ def do_count_refusal(tx: Tx, site_id: str, bucket: str) -> bool:
         {"site_id": site_id, "bucket": bucket},
     )
     return bool(refused == 1)
+
+
+# --- the link's page -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSet:
+    """The credential set a link token belongs to (active or not), as its page needs it."""
+
+    id: str
+    parcel_id: str
+    site_id: str
+    active: bool
+    used_kind: str | None
+    expires_at: datetime
+    #: The PIN and QR token for ``credentials.open_for_link``; None once voided.
+    sealed: str | None
+    presence_failures: int
+    presence_last_failure_at: datetime | None
+    presence_locked_until: datetime | None
+
+    def open(self, ctx: Context, link_token: str) -> tuple[str, str] | None:
+        """The (PIN, QR token) for the holder of ``link_token``; None when none is kept."""
+        if self.sealed is None:
+            return None
+        return credentials.open_for_link(ctx.keyring, link_token, self.id, self.sealed)
+
+
+def access_link(ctx: Context, tx: Tx, link_token: str) -> LinkSet | None:
+    """The credential set issued with ``link_token``, or None for a token never issued."""
+    row = tx.one(
+        "SELECT id, parcel_id, site_id, active, used_kind, expires_at, sealed, presence_failures,"
+        " presence_last_failure_at, presence_locked_until FROM credential_sets"
+        " WHERE link_digest = :digest ORDER BY active DESC LIMIT 1",
+        {"digest": _digest(ctx, "link", _ANY_SITE, link_token)},
+    )
+    if row is None:
+        return None
+    set_id, parcel_id, site_id, active, used_kind, expires_at, sealed, failures, last, until = row
+    return LinkSet(
+        set_id,
+        parcel_id,
+        site_id,
+        bool(active),
+        used_kind,
+        tx.time(expires_at),  # type: ignore[arg-type]
+        sealed,
+        failures,
+        tx.time(last),
+        tx.time(until),
+    )
+
+
+def check_presence_allowed(link: LinkSet, now: datetime) -> None:
+    """Raise ``too_many_attempts`` (with Retry-After) while the link refuses presence codes."""
+    until = link.presence_locked_until
+    if until is None or until <= now:
+        return
+    wait = max(1, int((until - now).total_seconds() + 0.999))
+    raise TooManyAttempts(
+        f"Too many wrong codes; try again in {wait} s.",
+        extra={"retry_after": wait},
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def do_count_presence_failure(tx: Tx, link: LinkSet, now: datetime) -> int:
+    """Count a wrong presence code typed with ``link`` (whose parcel the caller has locked);
+    returns the lockout it starts (s, 0 for none), on the schedule of typed PINs."""
+    failures = (
+        attempts.recent_failures(link.presence_failures, link.presence_last_failure_at, now) + 1
+    )
+    lockout = attempts.lockout_seconds(failures)
+    tx.defer(
+        "UPDATE credential_sets SET presence_failures = :failures,"
+        " presence_last_failure_at = :now, presence_locked_until = :until WHERE id = :id",
+        {
+            "failures": failures,
+            "now": now,
+            "until": now + timedelta(seconds=lockout) if lockout else None,
+            "id": link.id,
+        },
+    )
+    return lockout
+
+
+def do_extend_credentials(
+    ctx: Context, tx: Tx, link: LinkSet, link_token: str, site: SiteInfo, expires_at: datetime
+) -> None:
+    """Make ``link``'s credentials valid until ``expires_at``.
+
+    The PIN and the link keep working; the QR token carries its expiry, so a new one is
+    signed (and sealed for the link) and the old one stops opening the door.
+    """
+    params: dict[str, object] = {"id": link.id, "expires_at": expires_at}
+    sql = "UPDATE credential_sets SET expires_at = :expires_at"
+    codes = link.open(ctx, link_token)
+    if codes is not None:
+        qr = credentials.issue_qr(
+            ctx.keyring.site_signing_key(site.id, site.key_version),
+            parcel_id=link.parcel_id,
+            site_id=site.id,
+            expires_at=expires_at,
+            key_version=site.key_version,
+        )
+        sql += ", qr_digest = :qr, sealed = :sealed"
+        params["qr"] = _digest(ctx, "qr", site.id, qr)
+        params["sealed"] = credentials.seal_for_link(ctx.keyring, link_token, link.id, codes[0], qr)
+    tx.defer(sql + " WHERE id = :id", params)

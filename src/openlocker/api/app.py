@@ -1,4 +1,4 @@
-"""The app factory: mounts each feature's routes, errors, metrics and the expiry job."""
+"""The app factory: mounts each feature's routes, errors, metrics and the background jobs."""
 
 from __future__ import annotations
 
@@ -20,12 +20,20 @@ from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.lockers.api import router as sites_router
+from openlocker.notify.api import router as outbox_router
+from openlocker.notify.dispatcher import Dispatcher
+from openlocker.notify.mailbox import router as mailbox_router
+from openlocker.notify.service import queue_notices
+from openlocker.notify.transports import transports_from_settings
 from openlocker.orders.api import router as orders_router
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
 from openlocker.returns.api import router as returns_router
+from openlocker.web import api as web
+from openlocker.webhooks.api import router as webhooks_router
+from openlocker.webhooks.delivery import run_webhooks
 
 log = logging.getLogger("openlocker.jobs")
 
@@ -49,7 +57,8 @@ def _expire(ctx: Context) -> None:
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
     """The HTTP app over ``ctx`` (from the environment when not given).
 
-    With ``run_jobs`` it also expires parcels and seals audit events in the background.
+    With ``run_jobs`` it also expires parcels, seals audit events, queues reminders, runs
+    the dispatcher (when a channel is configured) and delivers webhooks in the background.
     """
     context = ctx or Context.from_settings()
 
@@ -73,10 +82,24 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
                         "audit seal",
                     )
                 ),
+                asyncio.create_task(run_webhooks(context)),
             ]
             if run_jobs
             else []
         )
+        transports = transports_from_settings(context) if run_jobs else {}
+        if run_jobs:
+            tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.notices_interval_seconds,
+                        lambda: queue_notices(context),
+                        "notices",
+                    )
+                )
+            )
+        if transports:
+            tasks.append(asyncio.create_task(Dispatcher(context, transports).run()))
         try:
             yield
         finally:
@@ -103,10 +126,17 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         sites_router,
         orgs_router,
         audit_router,
+        outbox_router,
+        web.router,
+        web.pages,
+        webhooks_router,
         orders_router,
         returns_router,
     ):
         app.include_router(router)
+    app.mount("/static", web.static_files, name="static")
+    if context.settings.mailbox:
+        app.include_router(mailbox_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

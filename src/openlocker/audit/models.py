@@ -1,4 +1,4 @@
-"""The hash-chained audit log and the outbox."""
+"""The hash-chained audit log, its signed checkpoints, and the outbox."""
 
 from __future__ import annotations
 
@@ -56,11 +56,59 @@ class AuditHead(Base):
     count: Mapped[int] = mapped_column(BigId)
 
 
+class AuditCheckpoint(Base):
+    """The chain's length and head hash at one moment, signed with the server's audit key.
+
+    A copy of each row is appended to ``audit-checkpoints.jsonl`` in the data folder, out of
+    reach of someone who can only write to the database (``audit.checkpoints``).
+    """
+
+    __tablename__ = "audit_checkpoints"
+    #: The sealer's newest checkpoint of its key is one index lookup, however many there are.
+    __table_args__ = (Index("ix_audit_checkpoints_key", "key_id", "count"),)
+
+    count: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Which key signed it (``audit.checkpoints.key_id``): the secret key may have changed since.
+    key_id: Mapped[str] = mapped_column(String(16))
+    #: Ed25519 over ``audit.checkpoints.signed_bytes``, base64url.
+    signature: Mapped[str] = mapped_column(String(86))
+
+
+#: Topics of which a parcel gets at most one message (``notify.service.queue_notices``).
+ONCE_PER_PARCEL = ("recipient.reminder", "recipient.expired")
+_ONCE = "topic IN ('recipient.reminder', 'recipient.expired')"
+
+
 class OutboxMessage(Base):
-    """A side effect waiting to leave after its transaction committed."""
+    """A side effect waiting to leave after its transaction committed.
+
+    ``state``: ``pending`` (due at ``available_at``), ``sending`` (claimed by a dispatcher
+    until ``claimed_until``), ``sent``, ``skipped`` (no longer worth sending, with the reason
+    in ``last_error``) or ``dead`` (failed for good; an operator may retry it).
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "sent_at", "available_at"),
+        Index("ix_outbox_due", "state", "topic", "available_at"),
+        # Sealed credentials are kept until their parcel leaves the locker (for reminders).
+        Index(
+            "ix_outbox_sealed",
+            "parcel_id",
+            sqlite_where=text("sealed IS NOT NULL"),
+            postgresql_where=text("sealed IS NOT NULL"),
+        ),
+        Index(
+            "uq_outbox_once",
+            "parcel_id",
+            "topic",
+            unique=True,
+            sqlite_where=text(_ONCE),
+            postgresql_where=text(_ONCE),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -73,3 +121,7 @@ class OutboxMessage(Base):
     available_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(12), server_default="pending")
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: Why the last attempt failed or the message was skipped; never holds a code.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -9,6 +9,7 @@ from openlocker.core.clock import Clock, system_clock
 from openlocker.core.config import Settings, get_settings
 from openlocker.core.db import Database
 from openlocker.core.keys import Keyring
+from openlocker.core.secret import resolve_secret_key
 
 
 @dataclass
@@ -24,8 +25,11 @@ class Context:
     def from_settings(
         cls, settings: Settings | None = None, *, clock: Clock = system_clock
     ) -> Context:
+        """The context of a server process; raises ``core.secret.SecretKeyMissing`` when
+        there is no secret to derive the keys from."""
         settings = settings or get_settings()
-        return cls(Database(settings.database_url), Keyring(settings.secret_key), settings, clock)
+        keyring = Keyring(resolve_secret_key(settings))
+        return cls(Database(settings.database_url), keyring, settings, clock)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Keys derived from the server secret: HMACs for codes, Ed25519 keys for sites,
-and sealed boxes for credentials that wait in the outbox.
+"""Keys derived from the server secret: HMACs for codes, Ed25519 keys for sites and for
+the audit log's checkpoints, and sealed boxes for credentials that wait in the outbox.
 
 Nothing here stores a code: callers keep only ``digest(...)`` values.
 """
@@ -35,8 +35,11 @@ class Keyring:
     def __init__(self, secret_key: str) -> None:
         self._root = hashlib.sha256(secret_key.encode()).digest()
         self._digest_key = self._derive(b"digest")
-        self._box = AESGCM(self._derive(b"outbox-box"))
+        self._box = Sealer(self._derive(b"outbox-box"), b"outbox")
         self._site_keys: dict[tuple[str, int], Ed25519PrivateKey] = {}
+        self._audit_key = Ed25519PrivateKey.from_private_bytes(self._derive(b"audit-signing"))
+        public = self._audit_key.public_key()
+        self._audit_public_key = b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     def _derive(self, purpose: bytes) -> bytes:
         return hmac.new(self._root, b"openlocker:" + purpose, hashlib.sha256).digest()
@@ -63,14 +66,47 @@ class Keyring:
         public = self.site_signing_key(site_id, version).public_key()
         return b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        """The key that signs the audit log's checkpoints; derived, never stored."""
+        return self._audit_key
+
+    def audit_public_key(self) -> str:
+        """The checkpoints' public key (base64url, raw 32 bytes), for operators who verify."""
+        return self._audit_public_key
+
     def seal(self, plaintext: str) -> str:
         """Encrypt with AES-GCM; for credentials waiting in the outbox."""
-        nonce = os.urandom(12)
-        return b64url(nonce + self._box.encrypt(nonce, plaintext.encode(), b"outbox"))
+        return self._box.seal(plaintext)
 
     def unseal(self, sealed: str) -> str:
+        return self._box.unseal(sealed)
+
+    def sealer(self, purpose: str) -> Sealer:
+        """An AES-GCM box under a key derived for ``purpose`` alone (``webhook-secret`` …), for
+        secrets the server must read back, unlike codes, which it only compares."""
+        return Sealer(self._derive(f"sealer:{purpose}".encode()), purpose.encode())
+
+
+class Sealer:
+    """AES-GCM with a random nonce; ``bound_to`` ties a sealed value to its row (its id), so
+    it opens only there."""
+
+    def __init__(self, key: bytes, purpose: bytes) -> None:
+        self._aead = AESGCM(key)
+        self._purpose = purpose
+
+    def seal(self, plaintext: str, bound_to: str = "") -> str:
+        nonce = os.urandom(12)
+        return b64url(nonce + self._aead.encrypt(nonce, plaintext.encode(), self._aad(bound_to)))
+
+    def unseal(self, sealed: str, bound_to: str = "") -> str:
+        """The plaintext; raises ``cryptography.exceptions.InvalidTag`` for anything else."""
         raw = unb64url(sealed)
-        return self._box.decrypt(raw[:12], raw[12:], b"outbox").decode()
+        return self._aead.decrypt(raw[:12], raw[12:], self._aad(bound_to)).decode()
+
+    def _aad(self, bound_to: str) -> bytes:
+        # Without a row the associated data is the purpose alone, as the outbox box always was.
+        return self._purpose + b"\x00" + bound_to.encode() if bound_to else self._purpose
 
 
 def load_public_key(encoded: str) -> Ed25519PublicKey:

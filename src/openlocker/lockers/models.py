@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -39,6 +39,14 @@ class Site(Base):
     key_version: Mapped[int] = mapped_column(Integer, default=1)
     public_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Hours a recipient may extend the dwell deadline by, once, from the pickup page (0: never).
+    extension_hours: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
+    #: Recipients' messages: language and time zone (unset: the network's defaults), a
+    #: reminder this many hours before the deadline (unset: none), a notice at expiry.
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reminder_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expiry_notice: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class Compartment(Base):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Temperature = Literal["ambient", "chilled", "frozen"]
 
@@ -27,7 +28,23 @@ class SiteIn(Strict):
     lon: float = Field(ge=-180, le=180)
     opening_hours: dict[str, Any] = Field(default_factory=lambda: {"always": True})
     dwell_hours: int = Field(default=72, ge=1, le=24 * 30)
+    #: Hours a recipient may extend the deadline by, once, from the pickup page; 0: never.
+    extension_hours: int = Field(default=24, ge=0, le=24 * 14)
     compartments: list[CompartmentIn] = Field(default_factory=list, max_length=2000)
+    #: Recipients' messages: their language and time zone (unset: the network's defaults),
+    #: a reminder this many hours before the deadline (``null``: none), a notice at expiry.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+    timezone: str | None = Field(default=None, max_length=64)
+    reminder_hours: int | None = Field(default=24, ge=1, le=24 * 30)
+    expiry_notice: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str | None) -> str | None:
+        try:
+            return None if name is None else ZoneInfo(name).key
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {name!r}") from error
 
 
 class FreeCount(BaseModel):
@@ -54,10 +71,15 @@ class SiteOut(BaseModel):
     lon: float
     opening_hours: dict[str, Any]
     dwell_hours: int
+    extension_hours: int
     public_key: str
     key_version: int
     compartments_total: int
     free: list[FreeCount]
+    language: str | None = None
+    timezone: str | None = None
+    reminder_hours: int | None = None
+    expiry_notice: bool = True
     compartments: list[CompartmentOut] | None = None
 
 

@@ -61,9 +61,14 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         lon=spec.lon,
         opening_hours=spec.opening_hours,
         dwell_hours=spec.dwell_hours,
+        extension_hours=spec.extension_hours,
         key_version=1,
         public_key=ctx.keyring.site_public_key(site_id, 1),
         created_at=now,
+        language=spec.language,
+        timezone=spec.timezone,
+        reminder_hours=spec.reminder_hours,
+        expiry_notice=spec.expiry_notice,
     )
     session.add(site)
     session.flush()
@@ -152,10 +157,15 @@ def _site_view(
         lon=site.lon,
         opening_hours=site.opening_hours,
         dwell_hours=site.dwell_hours,
+        extension_hours=site.extension_hours,
         public_key=site.public_key,
         key_version=site.key_version,
         compartments_total=total,
         free=free,
+        language=site.language,
+        timezone=site.timezone,
+        reminder_hours=site.reminder_hours,
+        expiry_notice=site.expiry_notice,
         compartments=None
         if compartments is None
         else [
@@ -193,6 +203,10 @@ class SiteInfo:
     dwell_hours: int
     key_version: int
     public_key: str
+    extension_hours: int
+    language: str | None
+    #: None: the network's default (``Settings.default_timezone``).
+    timezone: str | None
 
 
 def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
@@ -200,8 +214,8 @@ def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
 
     def load() -> SiteInfo | None:
         row = tx.one(
-            "SELECT id, name, address, lat, lon, dwell_hours, key_version, public_key"
-            " FROM sites WHERE id = :id",
+            "SELECT id, name, address, lat, lon, dwell_hours, key_version, public_key,"
+            " extension_hours, language, timezone FROM sites WHERE id = :id",
             {"id": site_id},
         )
         return None if row is None else SiteInfo(*row)

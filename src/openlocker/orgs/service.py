@@ -16,7 +16,7 @@ from openlocker.core.sql import Tx
 from openlocker.orgs.models import ORG_KINDS, ApiKey, Organization
 from openlocker.orgs.schemas import ApiKeyInfo, ApiKeyList, ApiKeyOut, OrganizationOut
 
-STATIC_SCOPES = ("parcels:write", "parcels:read", "admin")
+STATIC_SCOPES = ("parcels:write", "parcels:read", "webhooks", "admin")
 KEY_PREFIX = "olk"
 
 
@@ -106,7 +106,8 @@ def do_create_api_key(
 def access_principal(ctx: Context, authorization: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer KEY`` header, or ``unauthorized``.
 
-    Answers are cached for ``ctx.cache.ttl`` seconds: a revoked key stops working within that.
+    Answers, refusals too, are cached for ``ctx.cache.ttl`` seconds: a key revoked by
+    another process stops working within that, in this one at once (``revoke_api_key``).
     """
     digest = _key_digest(ctx, authorization)
     principal: Principal | None = ctx.cache.get_or_load(

@@ -82,6 +82,8 @@ class Parcel(Base):
     #: The order this parcel is an item of (``orders/``), if any. No foreign key: adding one
     #: to a table others refer to makes SQLite copy the table, which breaks their keys.
     order_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    #: When the recipient extended the dwell deadline (once) from the pickup page.
+    deadline_extended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class IdempotencyRecord(Base):

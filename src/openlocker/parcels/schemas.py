@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
+from openlocker.core.config import get_settings
 from openlocker.lockers.schemas import Temperature
 
 Status = Literal[
@@ -44,11 +47,29 @@ class Dimensions(Strict):
 class Recipient(Strict):
     name: str | None = Field(default=None, max_length=200)
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{6,20}$")
+    #: Stored in E.164 (``+48600100200``); a number without a country code is read as one of
+    #: ``OPENLOCKER_PHONE_REGION``. Its last digits stay those typed, for the PIN's phone suffix.
+    phone: str | None = Field(default=None, max_length=32)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     #: Where the recipient lives, for route planning (``openlocker plan routes --from-db``).
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, phone: str | None) -> str | None:
+        return None if phone is None else normalise_phone(phone, get_settings().phone_region)
+
+
+def normalise_phone(phone: str, region: str) -> str:
+    """``phone`` in E.164; ``ValueError`` when it is not a possible, valid number."""
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError(f"not a phone number ({error._msg})") from error
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number; give it with its country code, e.g. +48…")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class AnnounceIn(Strict):
@@ -111,6 +132,7 @@ class ParcelOut(BaseModel):
     collected_at: datetime | None = None
     #: Set for an order's item (``/v1/orders``), which only its order moves.
     order_id: str | None = None
+    deadline_extended_at: datetime | None = None
     pickup: PickupCredentials | None = None
 
     @model_serializer(mode="wrap")

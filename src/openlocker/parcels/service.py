@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 
+from openlocker.access import presence
 from openlocker.access import service as access
 from openlocker.audit.service import Message, enqueue, record
 from openlocker.core.context import Actor, Context
-from openlocker.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from openlocker.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.keys import b64url, unb64url
 from openlocker.core.sql import Row, Tx, insert_rows
@@ -47,6 +48,8 @@ from openlocker.parcels.schemas import (
 )
 
 SYSTEM_EXPIRY = Actor("system:expiry")
+#: Whoever holds a parcel's pickup link (its recipient, or whom they passed it on to).
+LINK_HOLDER = Actor("recipient:link")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ParcelRow:
     returned_at: datetime | None = None
     collected_at: datetime | None = None
     order_id: str | None = None
+    deadline_extended_at: datetime | None = None
     #: Not columns of ``parcels``: joined from the compartment.
     compartment_label: str | None = None
     compartment_size: str | None = None
@@ -175,6 +179,7 @@ def parcel_view(parcel: ParcelRow, pickup: PickupCredentials | None = None) -> P
         returned_at=parcel.returned_at,
         collected_at=parcel.collected_at,
         order_id=parcel.order_id,
+        deadline_extended_at=parcel.deadline_extended_at,
         pickup=pickup,
     )
 
@@ -354,7 +359,7 @@ def announce(
             claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
             _put_in(parcel, claimed)
             parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
-        # Recorded first, so the event rides in the parcel's INSERT (and rolls back with it).
+        # Recorded and queued first, so both ride in the parcel's INSERT (and roll back with it).
         record(
             tx,
             "parcel.announced",
@@ -365,6 +370,7 @@ def announce(
             compartment_id=parcel.compartment_id,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
+        enqueue(tx, now, webhook(parcel, "parcel.announced", now))
         _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
         answer = Answer(201, parcel_view(parcel))
         if idempotency_key is not None:
@@ -776,6 +782,102 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                 record(tx, "pickup.failed", principal.actor, now, site_id=site.id, data=data)
         else:
             return _do_pickup(tx, principal.actor, site, match, kind, now)
+    raise failure
+
+
+def _link_match(
+    ctx: Context, tx: Tx, link_token: str
+) -> tuple[access.LinkSet, SiteInfo, access.Match]:
+    """The link's credential set (read after its parcel is locked), site and parcel.
+
+    Raises ``link_not_found`` for a token never issued, else what ``check_credential`` raises
+    for a link used, expired or replaced.
+    """
+    link = access.access_link(ctx, tx, link_token)
+    if link is None:
+        raise NotFound("No parcel has this link.", code="link_not_found")
+    site = access_site_info(ctx, tx, link.site_id)
+    match = access.check_credential(ctx, tx, site, "link", link_token)
+    # Read again now that the parcel is locked: a racing request may have counted a failure.
+    fresh = access.access_link(ctx, tx, link_token)
+    assert fresh is not None, "credential sets are never deleted"
+    return fresh, site, match
+
+
+def extend_deadline(ctx: Context, link_token: str) -> ParcelOut:
+    """Move a deposited parcel's dwell deadline on by its site's ``extension_hours``, once, for
+    the holder of its link. The credentials stay valid as long (a new QR token is signed:
+    ``access.do_extend_credentials``); audited and the carrier's webhook queued.
+
+    Raises ``link_not_found``, ``code_used``, ``code_expired``, ``invalid_code`` (a link
+    replaced or voided), ``invalid_transition``, ``already_extended``,
+    ``extension_not_allowed``.
+    """
+    with ctx.db.sql.transaction() as tx:
+        link, site, match = _link_match(ctx, tx, link_token)
+        if match.status != "deposited":
+            raise _transition_error(match.status, "given more time")
+        row = tx.one(_SELECT + " WHERE p.id = :id", {"id": match.parcel_id})
+        assert row is not None, "the link's parcel exists (foreign key)"
+        parcel = _parcel(tx, row)
+        if parcel.deadline_extended_at is not None:
+            raise Conflict("The deadline was extended once already.", code="already_extended")
+        if site.extension_hours <= 0:
+            raise Conflict(
+                "This locker site does not extend deadlines.", code="extension_not_allowed"
+            )
+        now = ctx.clock()
+        assert parcel.dwell_deadline is not None, "a deposited parcel has a deadline"
+        before = parcel.dwell_deadline
+        deadline = before + timedelta(hours=site.extension_hours)
+        access.do_extend_credentials(ctx, tx, link, link_token, site, deadline)
+        _set(tx, parcel, dwell_deadline=deadline, deadline_extended_at=now)
+        record(
+            tx,
+            "parcel.deadline_extended",
+            LINK_HOLDER,
+            now,
+            site_id=site.id,
+            parcel_id=parcel.id,
+            compartment_id=parcel.compartment_id,
+            data={"from": before.isoformat(), "to": deadline.isoformat()},
+        )
+        enqueue(tx, now, webhook(parcel, "parcel.deadline_extended", now))
+        return parcel_view(parcel)
+
+
+def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupOut:
+    """Open the compartment for the holder of a parcel's link who is standing at the locker:
+    ``presence_code`` must be what the site's kiosk shows (``access.presence``).
+
+    A pickup like the kiosk's (``parcel.picked_up``, the door command, the carrier's webhook).
+    Wrong presence codes are counted per link and audited (``pickup.failed``); after a run of
+    them the link refuses codes for a while, on the schedule of typed PINs. Raises
+    ``link_not_found``, ``code_used``, ``code_expired``, ``invalid_code``,
+    ``invalid_transition``, ``too_many_attempts``, ``invalid_presence_code``.
+    """
+    with ctx.db.sql.transaction() as tx:
+        link, site, match = _link_match(ctx, tx, link_token)
+        now = ctx.clock()
+        access.check_presence_allowed(link, now)
+        if presence.is_present(ctx.keyring, site.id, presence_code, now):
+            return _do_pickup(tx, LINK_HOLDER, site, match, "link", now)
+        lockout = access.do_count_presence_failure(tx, link, now)
+        record(
+            tx,
+            "pickup.failed",
+            LINK_HOLDER,
+            now,
+            site_id=site.id,
+            parcel_id=match.parcel_id,
+            data={"method": "link", "reason": "invalid_presence_code", "lockout_s": lockout},
+        )
+        failure = Forbidden(
+            "That is not the code on the locker's screen.",
+            code="invalid_presence_code",
+            extra={"lockout_s": lockout},
+        )
+    # Raised after the commit, so the failure stays counted.
     raise failure
 
 

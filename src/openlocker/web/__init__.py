@@ -1,0 +1,1 @@
+"""Server-rendered pages: the recipient's pickup page ``/p/{token}``."""
