@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +28,14 @@ from openlocker.core.context import Context
 from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
 from openlocker.core.secret import SecretKeyMissing
-from openlocker.demo import DemoKeys, run_simulators, sample_pickup_link, seed_demo
+from openlocker.demo import (
+    DemoKeys,
+    demo_order_body,
+    run_simulators,
+    sample_pickup_link,
+    seed_demo,
+    seed_demo_order,
+)
 from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
@@ -270,6 +278,7 @@ def demo(
         markup=False,
         highlight=False,
     )
+    _print_order(keys, seed_demo_order(ctx, keys), base=f"http://{host}:{port}")
     stop = threading.Event()
     lockers = threading.Thread(
         target=run_simulators, args=(f"http://{host}:{port}", keys, stop), daemon=True
@@ -342,6 +351,23 @@ def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
         "-H 'Content-Type: application/json' "
         f'-d \'{{"tracking_number": "DEMO-1", "site_id": "{site_id}", "size": "M", '
         f'"notify": "sender"}}\' {base}/v1/parcels',
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+
+
+def _print_order(keys: DemoKeys, order_id: str, base: str) -> None:
+    console.print(
+        f"\n[bold]Click & collect[/] Demo Grocer's chilled order {order_id} is loaded; see it:",
+        soft_wrap=True,
+    )
+    auth = f"-H 'Authorization: Bearer {keys.retailer_key}'"
+    console.print(f"curl -s {auth} {base}/v1/orders/{order_id}", soft_wrap=True, markup=False)
+    body = json.dumps(demo_order_body(next(iter(keys.sites)), datetime.now(UTC)))
+    console.print("and place another (then POST /v1/orders/ID/load):", soft_wrap=True)
+    console.print(
+        f"curl -s {auth} -H 'Content-Type: application/json' -d '{body}' {base}/v1/orders",
         soft_wrap=True,
         markup=False,
         highlight=False,

@@ -6,6 +6,8 @@ import contextlib
 import random
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -15,6 +17,8 @@ from openlocker.core.ids import new_id
 from openlocker.lockers.models import Site
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
+from openlocker.orders import service as orders
+from openlocker.orders.schemas import OrderIn
 from openlocker.orgs.models import Organization
 from openlocker.orgs.service import access_principal, do_create_api_key, do_create_organization
 from openlocker.parcels import service as parcels
@@ -102,6 +106,33 @@ def seed_demo(ctx: Context) -> DemoKeys:
                 session, ctx, SEED_ACTOR, operator, f"kiosk {site.name}", [f"kiosk:{site.id}"]
             )[1]
     return keys
+
+
+def demo_order_body(site_id: str, now: datetime) -> dict[str, Any]:
+    """Demo Grocer's click & collect order: milk and cheese chilled, bread ambient."""
+    return {
+        "reference": f"GROCER-{new_id('o')[-8:]}",
+        "site_id": site_id,
+        "items": [
+            {"size": "M", "temperature": "chilled"},
+            {"size": "S", "temperature": "chilled"},
+            {"size": "M", "temperature": "ambient"},
+        ],
+        "recipient": {"name": "Ana Nowak", "email": "ana@example.com"},
+        "notify": "openlocker",
+        "ready_from": (now + timedelta(minutes=30)).isoformat(),
+        "collect_by": (now + timedelta(hours=24)).isoformat(),
+    }
+
+
+def seed_demo_order(ctx: Context, keys: DemoKeys) -> str:
+    """Place and load one chilled order of Demo Grocer at the first site; its id."""
+    grocer = access_principal(ctx, f"Bearer {keys.retailer_key}")
+    site_id = next(iter(keys.sites))
+    request = OrderIn.model_validate(demo_order_body(site_id, ctx.clock()))
+    order = orders.create_order(ctx, grocer, request).order
+    orders.load_order(ctx, grocer, order.id)
+    return order.id
 
 
 def sample_pickup_link(ctx: Context, keys: DemoKeys) -> str:

@@ -52,6 +52,9 @@ class CredentialSet(Base):
     #: HMAC of the recipient's phone suffix, when the parcel has a phone: a PIN typed with
     #: that suffix is counted in its own bucket (``PinAttempts``).
     phone_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Set for an order's one set, which opens every item of the order; ``parcel_id`` is then
+    #: the order's first item. Such a set is voided with its order, not with a parcel.
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), nullable=True, index=True)
     #: The PIN and QR token, AES-GCM sealed under a key derived from the link token, so the
     #: link's page can show them and nobody without the link can (``credentials.seal_for_link``).
     sealed: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -36,9 +36,10 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
 
 
 _INSERT_SET = (
-    "INSERT INTO credential_sets (id, parcel_id, site_id, pin_digest, qr_digest, link_digest,"
-    " phone_tag, sealed, active, expires_at, created_at) VALUES (:id, :parcel_id, :site_id,"
-    " :pin, :qr, :link, :phone_tag, :sealed, TRUE, :expires_at, :created_at)"
+    "INSERT INTO credential_sets (id, parcel_id, order_id, site_id, pin_digest, qr_digest,"
+    " link_digest, phone_tag, sealed, active, expires_at, created_at) VALUES (:id, :parcel_id,"
+    " :order_id, :site_id, :pin, :qr, :link, :phone_tag, :sealed, TRUE, :expires_at,"
+    " :created_at)"
     " ON CONFLICT (site_id, pin_digest) WHERE active DO NOTHING RETURNING id"
 )
 
@@ -51,6 +52,7 @@ def do_issue_credentials(
     site: SiteInfo,
     expires_at: datetime,
     phone: str | None = None,
+    order_id: str | None = None,
 ) -> IssuedCredentials:
     """Issue a PIN (unique among the site's active ones), a signed QR token and a link token.
 
@@ -59,11 +61,13 @@ def do_issue_credentials(
     lockout bucket), and the PIN and QR token sealed for the link's page
     (``credentials.seal_for_link``). A PIN already active at the site is refused by the unique
     index and drawn again.
+    With ``order_id`` the set opens every item of that order (``parcel_id`` is its first item)
+    and the QR token names the order.
     """
     suffix = credentials.phone_suffix(phone)
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
-        parcel_id=parcel_id,
+        parcel_id=order_id or parcel_id,
         site_id=site.id,
         expires_at=expires_at,
         key_version=site.key_version,
@@ -72,6 +76,7 @@ def do_issue_credentials(
     params = {
         "id": new_id("crd"),
         "parcel_id": parcel_id,
+        "order_id": order_id,
         "site_id": site.id,
         "qr": _digest(ctx, "qr", site.id, qr),
         "link": _digest(ctx, "link", site.id, link),
@@ -93,15 +98,61 @@ def do_void_credentials(
     tx: Tx, parcel_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
     """Make a parcel's active credentials unusable (pickup with ``used_kind``, expiry, reissue);
-    the box sealed for the link is dropped, so its page has nothing left to show."""
+    the box sealed for the link is dropped, so its page has nothing left to show.
+
+    An order's set is left alone: it opens the order's other items (``do_void_order_credentials``).
+    """
     tx.defer(
         "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind,"
-        " sealed = NULL WHERE parcel_id = :parcel_id AND active",
+        " sealed = NULL WHERE parcel_id = :parcel_id AND active AND order_id IS NULL",
         {
             "used_at": now if used_kind else None,
             "used_kind": used_kind,
             "parcel_id": parcel_id,
         },
+    )
+
+
+def do_void_order_credentials(
+    tx: Tx, order_id: str, now: datetime, *, used_kind: str | None = None
+) -> None:
+    """Make an order's active set unusable: its last item left, or the order ended."""
+    tx.defer(
+        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind"
+        " WHERE order_id = :order_id AND active",
+        {"used_at": now if used_kind else None, "used_kind": used_kind, "order_id": order_id},
+    )
+
+
+def do_reactivate_order_credentials(tx: Tx, order_id: str, used_at: datetime) -> str:
+    """Make the order's set that the pickup at ``used_at`` used up open its items again, for
+    an item the kiosk reports left behind. Returns ``reactivated``, ``active`` (an earlier
+    report did it already) or ``pin_withdrawn``: another set of the site drew the same PIN
+    meanwhile (about k in 10^8 for k waiting parcels), so only the QR code and link work.
+    """
+    row = tx.one(
+        "UPDATE credential_sets SET active = TRUE, used_at = NULL, used_kind = NULL,"
+        " pin_digest = CASE WHEN EXISTS (SELECT 1 FROM credential_sets o"
+        " WHERE o.site_id = credential_sets.site_id AND o.pin_digest = credential_sets.pin_digest"
+        " AND o.active) THEN 'void:' || id ELSE pin_digest END"
+        " WHERE order_id = :order_id AND NOT active AND used_at = :used_at"
+        " RETURNING pin_digest",
+        {"order_id": order_id, "used_at": used_at},
+    )
+    if row is None:
+        return "active"
+    return "pin_withdrawn" if str(row[0]).startswith("void:") else "reactivated"
+
+
+def do_cap_credential_expiry(
+    tx: Tx, until: datetime, *, parcel_id: str | None = None, order_id: str | None = None
+) -> None:
+    """Let a parcel's (or an order's) active set expire at ``until`` at the latest."""
+    column, value = ("order_id", order_id) if order_id else ("parcel_id", parcel_id)
+    tx.defer(
+        "UPDATE credential_sets SET expires_at = :until"
+        f" WHERE {column} = :value AND active AND expires_at > :until",
+        {"until": until, "value": value},
     )
 
 
@@ -116,6 +167,8 @@ class Match:
     compartment_id: str | None
     compartment_label: str | None
     compartment_size: str | None
+    #: The order whose one set matched (the parcel is then its first item).
+    order_id: str | None = None
 
 
 #: The bucket of PINs typed without a phone suffix (one per site).
@@ -155,7 +208,8 @@ def check_credential(
     row = tx.one(
         "SELECT (SELECT locked_until FROM pin_attempts WHERE site_id = :site_id"
         " AND bucket = :bucket), c.site_id, c.used_kind, c.expires_at, c.active, c.phone_tag,"
-        " p.id, p.status, p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code"
+        " p.id, p.status, p.tracking_number, p.carrier_org_id, m.id, m.label, m.size_code,"
+        " c.order_id"
         " FROM credential_sets c JOIN parcels p ON p.id = c.parcel_id"
         " LEFT JOIN compartments m ON m.id = p.compartment_id"
         f" WHERE c.{_DIGEST_COLUMN[kind]} = :digest ORDER BY c.active DESC LIMIT 1" + tx.lock("p"),

@@ -25,10 +25,12 @@ from openlocker.notify.dispatcher import Dispatcher
 from openlocker.notify.mailbox import router as mailbox_router
 from openlocker.notify.service import queue_notices
 from openlocker.notify.transports import transports_from_settings
+from openlocker.orders.api import router as orders_router
 from openlocker.orgs.api import router as orgs_router
 from openlocker.parcels import service as parcels
 from openlocker.parcels.api import FAST_ROUTES
 from openlocker.parcels.api import router as parcels_router
+from openlocker.returns.api import router as returns_router
 from openlocker.web import api as web
 from openlocker.webhooks.api import router as webhooks_router
 from openlocker.webhooks.delivery import run_webhooks
@@ -128,6 +130,8 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         web.router,
         web.pages,
         webhooks_router,
+        orders_router,
+        returns_router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

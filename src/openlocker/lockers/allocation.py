@@ -7,7 +7,7 @@ values, asks for them ranked, and claims the first one it can lock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from openlocker.core.errors import InvalidInput
@@ -135,6 +135,30 @@ def rank_candidates(
         and fits(box, c.size)
     ]
     return sorted(chosen, key=lambda c: (c.size.volume_mm3, c.use_count, c.label))
+
+
+def takes_all(
+    needs: Sequence[ParcelNeed],
+    free: Mapping[tuple[str, str], int],
+    sizes: Mapping[str, SizeClass],
+) -> bool:
+    """True when free compartments, counted by (size code, temperature), hold every need at
+    once: the largest need first, each in the smallest free class it fits (the order the
+    server claims in). Accessibility is not asked of an order's items."""
+    left = dict(free)
+
+    def smallest(need: ParcelNeed) -> int:
+        fitting = fitting_sizes(need, sizes.values())
+        return fitting[0].volume_mm3 if fitting else 0
+
+    for need in sorted(needs, key=smallest, reverse=True):
+        for size in fitting_sizes(need, sizes.values()):
+            if left.get((size.code, need.temperature), 0) > 0:
+                left[(size.code, need.temperature)] -= 1
+                break
+        else:
+            return False
+    return True
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

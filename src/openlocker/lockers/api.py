@@ -6,7 +6,15 @@ from fastapi import APIRouter
 
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.lockers import service
-from openlocker.lockers.schemas import SiteIn, SiteList, SiteOut
+from openlocker.lockers.schemas import (
+    SiteIn,
+    SiteList,
+    SiteOut,
+    Temperature,
+    ZoneIn,
+    ZoneList,
+    ZoneOut,
+)
 
 router = APIRouter(prefix="/v1", tags=["sites"])
 
@@ -28,3 +36,18 @@ def create_site(body: SiteIn, ctx: CtxDep, principal: PrincipalDep) -> SiteOut:
     """Create a site with its compartments (operators)."""
     principal.check_scope("admin")
     return service.create_site(ctx, principal.actor, body)
+
+
+@router.get("/sites/{site_id}/zones")
+def list_zones(site_id: str, ctx: CtxDep, principal: PrincipalDep) -> ZoneList:
+    """Dwell and fault hours of each temperature zone of the site."""
+    return service.list_zones(ctx, site_id)
+
+
+@router.put("/sites/{site_id}/zones/{temperature}")
+def set_zone(
+    site_id: str, temperature: Temperature, body: ZoneIn, ctx: CtxDep, principal: PrincipalDep
+) -> ZoneOut:
+    """Set a zone's dwell and fault hours (operators)."""
+    principal.check_scope("admin")
+    return service.set_zone(ctx, principal.actor, site_id, temperature, body)

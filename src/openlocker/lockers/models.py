@@ -74,3 +74,16 @@ class Compartment(Base):
     state: Mapped[str] = mapped_column(String(16), default="free")
     door: Mapped[str] = mapped_column(String(8), default="closed")
     use_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ZonePolicy(Base):
+    """A site's rules for one temperature zone; a zone without a row uses ``DEFAULT_ZONES``."""
+
+    __tablename__ = "zone_policies"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    temperature: Mapped[str] = mapped_column(String(10), primary_key=True)
+    #: How long a parcel waits in this zone (at most the site's ``dwell_hours``).
+    dwell_hours: Mapped[int] = mapped_column(Integer)
+    #: After a temperature fault, parcels of the zone must be collected within this time.
+    fault_hours: Mapped[int] = mapped_column(Integer)

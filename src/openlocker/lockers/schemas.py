@@ -86,3 +86,20 @@ class SiteOut(BaseModel):
 class SiteList(BaseModel):
     items: list[SiteOut]
     next_cursor: str | None = None
+
+
+class ZoneIn(Strict):
+    #: How long a parcel waits in the zone; at most the site's own ``dwell_hours``.
+    dwell_hours: int = Field(ge=1, le=24 * 30)
+    #: After a temperature fault, the zone's parcels must be collected within this time.
+    fault_hours: int = Field(ge=1, le=72)
+
+
+class ZoneOut(BaseModel):
+    temperature: Temperature
+    dwell_hours: int
+    fault_hours: int
+
+
+class ZoneList(BaseModel):
+    items: list[ZoneOut]

@@ -17,7 +17,16 @@ from openlocker.core.ids import new_id
 from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, Site
-from openlocker.lockers.schemas import CompartmentOut, FreeCount, SiteIn, SiteList, SiteOut
+from openlocker.lockers.schemas import (
+    CompartmentOut,
+    FreeCount,
+    SiteIn,
+    SiteList,
+    SiteOut,
+    ZoneIn,
+    ZoneList,
+    ZoneOut,
+)
 
 
 def load_sizes(ctx: Context, tx: Tx) -> dict[str, allocation.SizeClass]:
@@ -218,6 +227,43 @@ def access_site_info(ctx: Context, tx: Tx, site_id: str) -> SiteInfo:
     return site
 
 
+#: A zone's (dwell hours, fault hours) when its site sets none; dwell None is the site's.
+DEFAULT_ZONES: dict[str, tuple[int | None, int]] = {
+    "ambient": (None, 24),
+    "chilled": (24, 2),
+    "frozen": (12, 1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A site's rules for one temperature zone (``ZonePolicy`` or ``DEFAULT_ZONES``)."""
+
+    temperature: str
+    dwell_hours: int
+    fault_hours: int
+
+
+def access_zone(ctx: Context, tx: Tx, site: SiteInfo, temperature: str) -> Zone:
+    """The site's rules for ``temperature``; dwell is never longer than the site's own.
+
+    Cached like the site (policies change rarely): a change is seen everywhere within the
+    cache's ttl.
+    """
+
+    def load() -> dict[str, tuple[int, int]]:
+        rows = tx.all(
+            "SELECT temperature, dwell_hours, fault_hours FROM zone_policies WHERE site_id = :id",
+            {"id": site.id},
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    policies: dict[str, tuple[int, int]] = ctx.cache.get_or_load(("zones", site.id), load)
+    default_dwell, default_fault = DEFAULT_ZONES[temperature]
+    dwell, fault = policies.get(temperature, (default_dwell or site.dwell_hours, default_fault))
+    return Zone(temperature, min(dwell, site.dwell_hours), fault)
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A compartment a parcel just got."""
@@ -334,3 +380,48 @@ def create_site(ctx: Context, actor: Actor, spec: SiteIn) -> SiteOut:
         site = do_create_site(session, ctx, actor, spec)
         session.flush()
         return site_views(session, [site])[0]
+
+
+def list_zones(ctx: Context, site_id: str) -> ZoneList:
+    """The rules of every temperature zone the site has, its own or the defaults."""
+    with ctx.db.sql.transaction(write=False) as tx:
+        site = access_site_info(ctx, tx, site_id)
+        temperatures = [
+            row[0]
+            for row in tx.all(
+                "SELECT DISTINCT temperature FROM compartments WHERE site_id = :id ORDER BY 1",
+                {"id": site.id},
+            )
+        ]
+        zones = [access_zone(ctx, tx, site, t) for t in temperatures]
+    return ZoneList(items=[ZoneOut.model_validate(zone, from_attributes=True) for zone in zones])
+
+
+def set_zone(ctx: Context, actor: Actor, site_id: str, temperature: str, spec: ZoneIn) -> ZoneOut:
+    """Set a zone's dwell and fault hours at a site (audited); every process sees it within
+    the cache's ttl, this one at once. Later deposits get the new dwell time."""
+    with ctx.db.sql.transaction() as tx:
+        site = access_site_info(ctx, tx, site_id)
+        tx.execute(
+            "INSERT INTO zone_policies (site_id, temperature, dwell_hours, fault_hours)"
+            " VALUES (:site_id, :temperature, :dwell, :fault) ON CONFLICT (site_id, temperature)"
+            " DO UPDATE SET dwell_hours = :dwell, fault_hours = :fault",
+            {
+                "site_id": site.id,
+                "temperature": temperature,
+                "dwell": spec.dwell_hours,
+                "fault": spec.fault_hours,
+            },
+        )
+        record(
+            tx,
+            "site.zone_policy_set",
+            actor,
+            ctx.clock(),
+            site_id=site.id,
+            data={"temperature": temperature, **spec.model_dump()},
+        )
+    ctx.cache.discard(("zones", site.id))
+    with ctx.db.sql.transaction(write=False) as tx:
+        zone = access_zone(ctx, tx, site, temperature)
+    return ZoneOut.model_validate(zone, from_attributes=True)

@@ -20,9 +20,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
 
-STATUSES = ("announced", "deposited", "picked_up", "cancelled", "expired", "returned")
+STATUSES = (
+    "announced",
+    "deposited",
+    "picked_up",
+    "cancelled",
+    "expired",
+    "returned",
+    "awaiting_collection",
+    "collected",
+)
 #: A parcel in one of these holds its compartment.
-HOLDING = ("announced", "deposited", "expired")
+HOLDING = ("announced", "deposited", "expired", "awaiting_collection")
+_LIVE = (
+    "compartment_id IS NOT NULL"
+    " AND status IN ('announced','deposited','expired','awaiting_collection')"
+)
 
 
 class Parcel(Base):
@@ -34,12 +47,8 @@ class Parcel(Base):
             "uq_parcels_live_compartment",
             "compartment_id",
             unique=True,
-            sqlite_where=text(
-                "compartment_id IS NOT NULL AND status IN ('announced','deposited','expired')"
-            ),
-            postgresql_where=text(
-                "compartment_id IS NOT NULL AND status IN ('announced','deposited','expired')"
-            ),
+            sqlite_where=text(_LIVE),
+            postgresql_where=text(_LIVE),
         ),
         Index("ix_parcels_status_deadline", "status", "dwell_deadline"),
         Index("ix_parcels_carrier_id", "carrier_org_id", "id"),
@@ -49,7 +58,7 @@ class Parcel(Base):
     carrier_org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
     tracking_number: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(20))
     size_code: Mapped[str | None] = mapped_column(String(8), nullable=True)
     length_mm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     width_mm: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -68,6 +77,11 @@ class Parcel(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: A return's collection by its courier.
+    collected_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: The order this parcel is an item of (``orders/``), if any. No foreign key: adding one
+    #: to a table others refer to makes SQLite copy the table, which breaks their keys.
+    order_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     #: When the recipient extended the dwell deadline (once) from the pickup page.
     deadline_extended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 

@@ -20,7 +20,16 @@ from pydantic import (
 from openlocker.core.config import get_settings
 from openlocker.lockers.schemas import Temperature
 
-Status = Literal["announced", "deposited", "picked_up", "cancelled", "expired", "returned"]
+Status = Literal[
+    "announced",
+    "deposited",
+    "picked_up",
+    "cancelled",
+    "expired",
+    "returned",
+    "awaiting_collection",
+    "collected",
+]
 
 
 class Strict(BaseModel):
@@ -120,6 +129,9 @@ class ParcelOut(BaseModel):
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     returned_at: datetime | None = None
+    collected_at: datetime | None = None
+    #: Set for an order's item (``/v1/orders``), which only its order moves.
+    order_id: str | None = None
     deadline_extended_at: datetime | None = None
     pickup: PickupCredentials | None = None
 
@@ -163,7 +175,19 @@ class PickupIn(Strict):
 
 
 class PickupOut(BaseModel):
+    """What opens: ``compartments`` lists every door (one for a parcel, each item still
+    waiting for an order's code); ``parcel_id`` and ``compartment`` are the first of them."""
+
     parcel_id: str
     tracking_number: str
     status: Status
     compartment: CompartmentRef
+    compartments: list[CompartmentRef]
+    order_id: str | None = None
+    #: The order's goods need an age check before they are handed over (the kiosk asks).
+    age_restricted: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}

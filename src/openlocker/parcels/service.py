@@ -22,12 +22,13 @@ from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.keys import b64url, unb64url
-from openlocker.core.sql import Row, Tx
+from openlocker.core.sql import Row, Tx, insert_rows
 from openlocker.lockers import allocation
 from openlocker.lockers.service import (
     Claimed,
     SiteInfo,
     access_site_info,
+    access_zone,
     check_fits_network,
     do_claim_compartment,
     load_sizes,
@@ -90,6 +91,8 @@ class ParcelRow:
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     returned_at: datetime | None = None
+    collected_at: datetime | None = None
+    order_id: str | None = None
     deadline_extended_at: datetime | None = None
     #: Not columns of ``parcels``: joined from the compartment.
     compartment_label: str | None = None
@@ -120,6 +123,32 @@ def _parcel(tx: Tx, row: Row) -> ParcelRow:
     return ParcelRow(*values)
 
 
+def select_parcels(
+    tx: Tx, where: str, params: dict[str, Any], *, lock: bool = False
+) -> list[ParcelRow]:
+    """The parcels matching ``where`` (over ``p``, the parcels, and ``m``, their compartments),
+    by id; ``lock`` locks their rows for this transaction."""
+    rows = tx.all(f"{_SELECT} WHERE {where} ORDER BY p.id" + (tx.lock("p") if lock else ""), params)
+    return [_parcel(tx, row) for row in rows]
+
+
+def insert_parcels(tx: Tx, parcels: list[ParcelRow]) -> None:
+    """Store new parcels in one statement; ``duplicate_tracking_number`` when one is taken."""
+    rows = []
+    for parcel in parcels:
+        row = {c: getattr(parcel, c) for c in _COLUMNS}
+        row["recipient"] = tx.json_param(parcel.recipient)
+        rows.append(row)
+    sql, params = insert_rows("parcels", {}, rows)
+    sql += " ON CONFLICT (carrier_org_id, tracking_number) DO NOTHING RETURNING id"
+    inserted = {row[0] for row in tx.all(sql, params)}
+    taken = [p.tracking_number for p in parcels if p.id not in inserted]
+    if taken:
+        raise Conflict(
+            f"Tracking number {taken[0]!r} is already announced.", code="duplicate_tracking_number"
+        )
+
+
 def parcel_view(parcel: ParcelRow, pickup: PickupCredentials | None = None) -> ParcelOut:
     box = _dimensions(parcel)
     compartment = (
@@ -148,6 +177,8 @@ def parcel_view(parcel: ParcelRow, pickup: PickupCredentials | None = None) -> P
         cancelled_at=parcel.cancelled_at,
         expired_at=parcel.expired_at,
         returned_at=parcel.returned_at,
+        collected_at=parcel.collected_at,
+        order_id=parcel.order_id,
         deadline_extended_at=parcel.deadline_extended_at,
         pickup=pickup,
     )
@@ -194,6 +225,16 @@ def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
     )
 
 
+def check_not_order_item(parcel: ParcelRow) -> None:
+    """Refuse a parcel use case on an order's item: its order moves it (``orders/``)."""
+    if parcel.order_id is not None:
+        raise Conflict(
+            f"Parcel {parcel.id!r} is an item of order {parcel.order_id!r}; use the order.",
+            code="order_item",
+            extra={"order_id": parcel.order_id},
+        )
+
+
 def _transition_error(status: str, action: str) -> Conflict:
     return Conflict(
         f"A parcel that is {status} cannot be {action}.",
@@ -205,7 +246,7 @@ def _transition_error(status: str, action: str) -> Conflict:
 # --- idempotency ---------------------------------------------------------------------------
 
 
-def _request_digest(payload: Any) -> str:
+def request_digest(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -215,7 +256,9 @@ class _Stored:
     body: str
 
 
-def _stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) -> _Stored | None:
+def stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) -> _Stored | None:
+    """The first answer to this organization's ``key`` at ``endpoint``; refuses another request
+    under the same key (``idempotency_key_reused``)."""
     row = tx.one(
         "SELECT request_digest, status_code, body FROM idempotency_records"
         " WHERE org_id = :org_id AND endpoint = :endpoint AND key = :key",
@@ -233,6 +276,21 @@ def _stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) ->
 def _remember(
     tx: Tx, ctx: Context, org_id: str, endpoint: str, key: str, digest: str, answer: Answer
 ) -> None:
+    body = answer.parcel.model_copy(update={"pickup": None}).model_dump_json()
+    remember_answer(tx, ctx, org_id, endpoint, key, digest, answer.status_code, body)
+
+
+def remember_answer(
+    tx: Tx,
+    ctx: Context,
+    org_id: str,
+    endpoint: str,
+    key: str,
+    digest: str,
+    status_code: int,
+    body: str,
+) -> None:
+    """Keep the answer to a request sent with an ``Idempotency-Key`` (never a credential)."""
     tx.defer(
         "INSERT INTO idempotency_records"
         " (org_id, endpoint, key, request_digest, status_code, body, created_at)"
@@ -242,8 +300,8 @@ def _remember(
             "endpoint": endpoint,
             "key": key,
             "digest": digest,
-            "status_code": answer.status_code,
-            "body": answer.parcel.model_copy(update={"pickup": None}).model_dump_json(),
+            "status_code": status_code,
+            "body": body,
             "at": ctx.clock(),
         },
     )
@@ -261,7 +319,7 @@ def announce(
     sites that have room), ``duplicate_tracking_number``, ``idempotency_key_reused``.
     """
     principal.check_scope("parcels:write")
-    digest = _request_digest(request.model_dump(mode="json"))
+    digest = request_digest(request.model_dump(mode="json"))
     dims = request.dimensions_mm
     need = allocation.ParcelNeed(
         (dims.length, dims.width, dims.height) if dims else None,
@@ -271,7 +329,7 @@ def announce(
     )
     with ctx.db.sql.transaction() as tx:
         if idempotency_key is not None:
-            stored = _stored_answer(tx, principal.org_id, "announce", idempotency_key, digest)
+            stored = stored_answer(tx, principal.org_id, "announce", idempotency_key, digest)
             if stored is not None:
                 return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
         site = access_site_info(ctx, tx, request.site_id)
@@ -312,7 +370,7 @@ def announce(
             compartment_id=parcel.compartment_id,
             data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
         )
-        enqueue(tx, now, _webhook(parcel, "parcel.announced", now))
+        enqueue(tx, now, webhook(parcel, "parcel.announced", now))
         _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
         answer = Answer(201, parcel_view(parcel))
         if idempotency_key is not None:
@@ -418,12 +476,13 @@ def deposit(
     plain text to replay it.
     """
     principal.check_scope("parcels:write")
-    digest = _request_digest({"parcel_id": parcel_id})
+    digest = request_digest({"parcel_id": parcel_id})
     endpoint = f"deposit:{parcel_id}"
     with ctx.db.sql.transaction() as tx:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
+        check_not_order_item(parcel)
         if idempotency_key is not None:
-            stored = _stored_answer(tx, principal.org_id, endpoint, idempotency_key, digest)
+            stored = stored_answer(tx, principal.org_id, endpoint, idempotency_key, digest)
             if stored is not None:
                 first = ParcelOut.model_validate_json(stored.body)
                 pickup = (
@@ -436,38 +495,7 @@ def deposit(
             raise _transition_error(parcel.status, "deposited")
         site = access_site_info(ctx, tx, parcel.site_id)
         now = ctx.clock()
-        if parcel.compartment_id is not None:
-            reserved = tx.one(
-                "UPDATE compartments SET state = 'occupied', use_count = use_count + 1"
-                " WHERE id = :id RETURNING id, label, size_code",
-                {"id": parcel.compartment_id},
-            )
-            assert reserved is not None, "a parcel's compartment exists (foreign key)"
-            claimed = Claimed(*reserved)
-        else:
-            claimed = do_claim_compartment(ctx, tx, site, _need(parcel), state="occupied")
-        _put_in(parcel, claimed)
-        _set(
-            tx,
-            parcel,
-            status="deposited",
-            compartment_id=claimed.id,
-            deposited_at=now,
-            reserved_until=None,
-            dwell_deadline=now + timedelta(hours=site.dwell_hours),
-        )
-        record(
-            tx,
-            "parcel.deposited",
-            principal.actor,
-            now,
-            site_id=site.id,
-            parcel_id=parcel.id,
-            compartment_id=claimed.id,
-            data={"label": claimed.label},
-        )
-        # Queued before the credentials so that they ride in the same statement.
-        enqueue(tx, now, _open_door(site.id, claimed), _webhook(parcel, "parcel.deposited", now))
+        do_deposit(ctx, tx, principal.actor, site, parcel, now)
         pickup, message = _issue(tx, ctx, parcel, site)
         if message is not None:
             enqueue(tx, now, message)
@@ -477,18 +505,94 @@ def deposit(
     return replace(answer, parcel=answer.parcel.model_copy(update={"pickup": pickup}))
 
 
+def do_deposit(
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    parcel: ParcelRow,
+    now: datetime,
+    *,
+    latest: datetime | None = None,
+) -> Claimed:
+    """Put an announced parcel (locked) in its reserved compartment or the best free one: the
+    door opens, the carrier is told. Its deadline is the zone's dwell time from now, or
+    ``latest`` when that comes first. The caller issues credentials."""
+    if parcel.compartment_id is not None:
+        reserved = tx.one(
+            "UPDATE compartments SET state = 'occupied', use_count = use_count + 1"
+            " WHERE id = :id RETURNING id, label, size_code",
+            {"id": parcel.compartment_id},
+        )
+        assert reserved is not None, "a parcel's compartment exists (foreign key)"
+        claimed = Claimed(*reserved)
+    else:
+        claimed = do_claim_compartment(ctx, tx, site, _need(parcel), state="occupied")
+    _put_in(parcel, claimed)
+    deadline = now + timedelta(hours=access_zone(ctx, tx, site, parcel.temperature).dwell_hours)
+    _set(
+        tx,
+        parcel,
+        status="deposited",
+        compartment_id=claimed.id,
+        deposited_at=now,
+        reserved_until=None,
+        dwell_deadline=deadline if latest is None else min(deadline, latest),
+    )
+    record(
+        tx,
+        "parcel.deposited",
+        actor,
+        now,
+        site_id=site.id,
+        parcel_id=parcel.id,
+        compartment_id=claimed.id,
+        data={"label": claimed.label},
+    )
+    # Queued before the credentials so that they ride in the same statement.
+    enqueue(tx, now, open_door(site.id, claimed), webhook(parcel, "parcel.deposited", now))
+    return claimed
+
+
 def _issue(
     tx: Tx, ctx: Context, parcel: ParcelRow, site: SiteInfo
 ) -> tuple[PickupCredentials | None, Message | None]:
-    """Issue credentials: returned for ``notify: sender``, else sealed in a message."""
     assert parcel.dwell_deadline is not None
+    return issue_pickup(
+        tx,
+        ctx,
+        site,
+        parcel_id=parcel.id,
+        expires_at=parcel.dwell_deadline,
+        recipient=parcel.recipient,
+        notify=parcel.notify,
+        about={"parcel_id": parcel.id, "tracking_number": parcel.tracking_number},
+    )
+
+
+def issue_pickup(
+    tx: Tx,
+    ctx: Context,
+    site: SiteInfo,
+    *,
+    parcel_id: str,
+    expires_at: datetime,
+    recipient: dict[str, Any],
+    notify: str,
+    about: dict[str, Any],
+    order_id: str | None = None,
+) -> tuple[PickupCredentials | None, Message | None]:
+    """Issue credentials (for a parcel, or with ``order_id`` for an order's items): returned
+    for ``notify: sender``, else sealed in a ``recipient.pickup_ready`` message whose payload
+    starts with ``about`` (what the recipient collects)."""
     issued = access.do_issue_credentials(
         ctx,
         tx,
-        parcel_id=parcel.id,
+        parcel_id=parcel_id,
         site=site,
-        expires_at=parcel.dwell_deadline,
-        phone=parcel.recipient.get("phone"),
+        expires_at=expires_at,
+        phone=recipient.get("phone"),
+        order_id=order_id,
     )
     credentials = PickupCredentials(
         pin=issued.pin,
@@ -496,20 +600,19 @@ def _issue(
         link=f"{ctx.settings.base_url.rstrip('/')}/p/{issued.link_token}",
         expires_at=issued.expires_at,
     )
-    if parcel.notify == "sender":
+    if notify == "sender":
         return credentials, None
     message = Message(
         "recipient.pickup_ready",
         {
-            "parcel_id": parcel.id,
-            "tracking_number": parcel.tracking_number,
+            **about,
             "site_id": site.id,
             "site_name": site.name,
             "site_address": site.address,
-            "recipient": parcel.recipient,
+            "recipient": recipient,
             "expires_at": issued.expires_at.isoformat(),
         },
-        parcel_id=parcel.id,
+        parcel_id=parcel_id,
         sealed=ctx.keyring.seal(credentials.model_dump_json()),
     )
     return None, message
@@ -525,6 +628,7 @@ def reissue_credentials(ctx: Context, principal: Principal, parcel_id: str) -> P
     principal.check_scope("parcels:write")
     with ctx.db.sql.transaction() as tx:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
+        check_not_order_item(parcel)
         if parcel.status != "deposited":
             raise _transition_error(parcel.status, "given new credentials")
         pickup = _reissue(tx, ctx, principal.actor, parcel, reason="requested")
@@ -556,29 +660,27 @@ def cancel(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
     principal.check_scope("parcels:write")
     with ctx.db.sql.transaction() as tx:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
+        check_not_order_item(parcel)
         if parcel.status != "announced":
             raise _transition_error(parcel.status, "cancelled")
-        now = ctx.clock()
-        released = _release_compartment(tx, parcel)
-        _set(
-            tx,
-            parcel,
-            status="cancelled",
-            cancelled_at=now,
-            reserved_until=None,
-            compartment_id=None,
-        )
-        record(
-            tx,
-            "parcel.cancelled",
-            principal.actor,
-            now,
-            site_id=parcel.site_id,
-            parcel_id=parcel.id,
-            compartment_id=released,
-        )
-        enqueue(tx, now, _webhook(parcel, "parcel.cancelled", now))
+        do_cancel(tx, principal.actor, parcel, ctx.clock())
         return parcel_view(parcel)
+
+
+def do_cancel(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime) -> None:
+    """Cancel an announced parcel (locked); a reserved compartment is freed."""
+    released = _release_compartment(tx, parcel)
+    _set(tx, parcel, status="cancelled", cancelled_at=now, reserved_until=None, compartment_id=None)
+    record(
+        tx,
+        "parcel.cancelled",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=released,
+    )
+    enqueue(tx, now, webhook(parcel, "parcel.cancelled", now))
 
 
 def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
@@ -588,23 +690,63 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "expired":
             raise _transition_error(parcel.status, "returned")
-        now = ctx.clock()
-        _set(tx, parcel, status="returned", returned_at=now)
-        messages = [_webhook(parcel, "parcel.returned", now)]
-        if parcel.compartment_id is not None:
-            _set_compartment_state(tx, parcel.compartment_id, "free")
-            messages.insert(0, _open_door(parcel.site_id, _compartment_of(parcel)))
-        record(
-            tx,
-            "parcel.returned",
-            principal.actor,
-            now,
-            site_id=parcel.site_id,
-            parcel_id=parcel.id,
-            compartment_id=parcel.compartment_id,
-        )
-        enqueue(tx, now, *messages)
+        do_retrieve(tx, principal.actor, parcel, ctx.clock())
         return parcel_view(parcel)
+
+
+def do_move_deadline(
+    tx: Tx, actor: Actor, parcel: ParcelRow, deadline: datetime, now: datetime, *, reason: str
+) -> None:
+    """Bring a deposited parcel's (locked) dwell deadline forward to ``deadline``: its own
+    credentials expire then too (an order's follow its last item), its carrier is told."""
+    before = parcel.dwell_deadline
+    _set(tx, parcel, dwell_deadline=deadline)
+    if parcel.order_id is None:
+        access.do_cap_credential_expiry(tx, deadline, parcel_id=parcel.id)
+    record(
+        tx,
+        "parcel.deadline_moved",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=parcel.compartment_id,
+        data={
+            "reason": reason,
+            "from": before.isoformat() if before else None,
+            "to": deadline.isoformat(),
+        },
+    )
+    message = webhook(parcel, "parcel.deadline_moved", now)
+    message.payload["dwell_deadline"] = deadline.isoformat()
+    enqueue(tx, now, message)
+
+
+def do_retrieve(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+    """A courier takes a parcel (locked) out: an expired one is ``returned``, a return
+    ``awaiting_collection`` is ``collected``. Its door opens, its carrier is told; ``data``
+    joins the audit event's."""
+    if parcel.status == "awaiting_collection":
+        status, event = "collected", "parcel.collected"
+        _set(tx, parcel, status=status, collected_at=now)
+    else:
+        status, event = "returned", "parcel.returned"
+        _set(tx, parcel, status=status, returned_at=now)
+    messages = [webhook(parcel, event, now)]
+    if parcel.compartment_id is not None:
+        _set_compartment_state(tx, parcel.compartment_id, "free")
+        messages.insert(0, open_door(parcel.site_id, _compartment_of(parcel)))
+    record(
+        tx,
+        event,
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=parcel.compartment_id,
+        data=data,
+    )
+    enqueue(tx, now, *messages)
 
 
 def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) -> PickupOut:
@@ -700,7 +842,7 @@ def extend_deadline(ctx: Context, link_token: str) -> ParcelOut:
             compartment_id=parcel.compartment_id,
             data={"from": before.isoformat(), "to": deadline.isoformat()},
         )
-        enqueue(tx, now, _webhook(parcel, "parcel.deadline_extended", now))
+        enqueue(tx, now, webhook(parcel, "parcel.deadline_extended", now))
         return parcel_view(parcel)
 
 
@@ -742,15 +884,41 @@ def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupO
 def _do_pickup(
     tx: Tx, actor: Actor, site: SiteInfo, match: access.Match, kind: str, now: datetime
 ) -> PickupOut:
+    if match.order_id is not None:
+        # Imported here: orders build on the parcel lifecycle, not the other way round.
+        from openlocker.orders.service import do_pick_up_order
+
+        return do_pick_up_order(tx, actor, site, match.order_id, kind, now)
     if match.status != "deposited" or match.compartment_id is None:
         raise _transition_error(match.status, "picked up")
-    assert match.compartment_label is not None and match.compartment_size is not None
-    compartment = Claimed(match.compartment_id, match.compartment_label, match.compartment_size)
     access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
+    compartment = do_pick_up_item(tx, actor, site, match, kind, now)
+    return PickupOut(
+        parcel_id=match.parcel_id,
+        tracking_number=match.tracking_number,
+        status="picked_up",
+        compartment=compartment,
+        compartments=[compartment],
+    )
+
+
+def do_pick_up_item(
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    item: access.Match,
+    kind: str,
+    now: datetime,
+    **data: Any,
+) -> CompartmentRef:
+    """Take a deposited parcel out (the caller voids its credentials): the door opens, the
+    compartment is free, the carrier is told. ``data`` joins the audit event's."""
+    assert item.compartment_id and item.compartment_label and item.compartment_size
+    compartment = Claimed(item.compartment_id, item.compartment_label, item.compartment_size)
     _set_compartment_state(tx, compartment.id, "free")
     tx.defer(
         "UPDATE parcels SET status = 'picked_up', picked_up_at = :now WHERE id = :id",
-        {"now": now, "id": match.parcel_id},
+        {"now": now, "id": item.parcel_id},
     )
     record(
         tx,
@@ -758,27 +926,20 @@ def _do_pickup(
         actor,
         now,
         site_id=site.id,
-        parcel_id=match.parcel_id,
+        parcel_id=item.parcel_id,
         compartment_id=compartment.id,
-        data={"method": kind},
+        data={"method": kind, **data},
     )
     webhook = _webhook_message(
-        match.carrier_org_id,
-        match.parcel_id,
-        match.tracking_number,
+        item.carrier_org_id,
+        item.parcel_id,
+        item.tracking_number,
         "picked_up",
         "parcel.picked_up",
         now,
     )
-    enqueue(tx, now, _open_door(site.id, compartment), webhook)
-    return PickupOut(
-        parcel_id=match.parcel_id,
-        tracking_number=match.tracking_number,
-        status="picked_up",
-        compartment=CompartmentRef(
-            id=compartment.id, label=compartment.label, size=compartment.size_code
-        ),
-    )
+    enqueue(tx, now, open_door(site.id, compartment), webhook)
+    return CompartmentRef(id=compartment.id, label=compartment.label, size=compartment.size_code)
 
 
 def _compartment_of(parcel: ParcelRow) -> Claimed:
@@ -802,7 +963,7 @@ def _release_compartment(tx: Tx, parcel: ParcelRow) -> str | None:
     return released
 
 
-def _open_door(site_id: str, compartment: Claimed) -> Message:
+def open_door(site_id: str, compartment: Claimed) -> Message:
     """The command that makes the site's locker open this compartment's door."""
     return Message(
         "kiosk.open_compartment",
@@ -810,7 +971,8 @@ def _open_door(site_id: str, compartment: Claimed) -> Message:
     )
 
 
-def _webhook(parcel: ParcelRow, event: str, at: datetime) -> Message:
+def webhook(parcel: ParcelRow, event: str, at: datetime) -> Message:
+    """The ``webhook.carrier`` message telling the parcel's organization of ``event``."""
     return _webhook_message(
         parcel.carrier_org_id, parcel.id, parcel.tracking_number, parcel.status, event, at
     )
@@ -860,6 +1022,7 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
             + lock,
             params,
         )
+        orders: set[str] = set()
         for row in due:
             parcel = _parcel(tx, row)
             _set(tx, parcel, status="expired", expired_at=now)
@@ -873,7 +1036,9 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
                 parcel_id=parcel.id,
                 compartment_id=parcel.compartment_id,
             )
-            enqueue(tx, now, _webhook(parcel, "parcel.expired", now))
+            enqueue(tx, now, webhook(parcel, "parcel.expired", now))
+            if parcel.order_id is not None:
+                orders.add(parcel.order_id)
         lapsed = tx.all(
             _SELECT
             + " WHERE p.status = 'announced' AND p.reserved_until <= :now LIMIT :batch"
@@ -893,4 +1058,11 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
                 parcel_id=parcel.id,
                 compartment_id=compartment_id,
             )
+            if parcel.order_id is not None:
+                orders.add(parcel.order_id)
+        if orders:
+            # Imported here: orders build on the parcel lifecycle, not the other way round.
+            from openlocker.orders.service import do_refresh_orders
+
+            do_refresh_orders(tx, SYSTEM_EXPIRY, orders, now)
     return len(due), len(lapsed)

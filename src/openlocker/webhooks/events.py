@@ -19,6 +19,19 @@ EventType = Literal[
     "parcel.returned",
     "parcel.cancelled",
     "parcel.deadline_extended",
+    "parcel.deadline_moved",
+    "parcel.collected",
+    "order.created",
+    "order.loading",
+    "order.ready",
+    "order.partially_collected",
+    "order.collected",
+    "order.expired",
+    "order.cancelled",
+    "order.zone_fault",
+    "return.dropped_off",
+    "return.collected",
+    "collection.discrepancy",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 #: Payload members that route a message rather than describe the event.

@@ -1,0 +1,90 @@
+"""Request and response models of returns and collection manifests (docs/orders.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import EmailStr, Field, model_validator
+
+from openlocker.orders.schemas import WithoutNulls
+from openlocker.parcels.schemas import CompartmentRef, Dimensions, Status, Strict
+
+ReturnStatus = Literal["issued", "dropped_off", "collected"]
+
+
+class Customer(Strict):
+    """Who drops the return off; the receipt goes to ``email``."""
+
+    email: EmailStr
+    name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+
+
+class ReturnIn(Strict):
+    reference: str = Field(min_length=1, max_length=48, pattern=r"^[\x21-\x7e]+$")
+    size: str | None = Field(default=None, min_length=1, max_length=8)
+    dimensions_mm: Dimensions | None = None
+    customer: Customer
+    #: The code works at any site for this many days.
+    valid_days: int = Field(default=30, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _needs_size(self) -> ReturnIn:
+        if self.size is None and self.dimensions_mm is None:
+            raise ValueError("give either size or dimensions_mm")
+        return self
+
+
+class ReturnOut(WithoutNulls):
+    id: str
+    reference: str
+    status: ReturnStatus
+    size: str | None = None
+    dimensions_mm: Dimensions | None = None
+    expires_at: datetime
+    created_at: datetime
+    parcel_id: str | None = None
+    dropped_off_at: datetime | None = None
+    #: Only in the answer that issues it: the server keeps an HMAC, never the code.
+    code: str | None = None
+
+
+class DropOffIn(Strict):
+    #: The return code, as printed (``XXXX-XXXX-XXXX-XXXX``) or typed in any case.
+    code: str = Field(min_length=16, max_length=40)
+
+
+class DropOffOut(WithoutNulls):
+    return_id: str
+    reference: str
+    parcel_id: str
+    status: Status
+    compartment: CompartmentRef
+
+
+class ManifestItem(WithoutNulls):
+    parcel_id: str
+    tracking_number: str
+    status: Status
+    kind: Literal["return", "expired"]
+    compartment: CompartmentRef | None = None
+    #: A return's reference.
+    reference: str | None = None
+
+
+class Manifest(WithoutNulls):
+    site_id: str
+    items: list[ManifestItem]
+
+
+class ScanIn(Strict):
+    #: ``missing``: the door opened on an empty compartment (a discrepancy).
+    outcome: Literal["collected", "missing"] = "collected"
+
+
+class ScanOut(WithoutNulls):
+    parcel_id: str
+    status: Status
+    outcome: Literal["collected", "missing"]
+    compartment: CompartmentRef | None = None
