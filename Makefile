@@ -26,6 +26,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/planning_routes.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/boards.py
+	$(BIN)/python bench/orders.py
+	PYTHONPATH=. $(BIN)/python bench/notify.py
+	PYTHONPATH=. $(BIN)/python bench/pickup_page.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

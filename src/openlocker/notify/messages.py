@@ -30,6 +30,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from openlocker.access.credentials import QR_MASK
+
 HERE = Path(__file__).resolve().parent
 LOCALES = HERE / "locale"
 #: Languages with a catalog; English is the templates' own.
@@ -219,7 +221,7 @@ def sender_domain(sender: str) -> str:
 def qr_png(token: str, *, scale: int = 5, border: int = 4) -> bytes:
     """The QR code of ``token`` as a 1-bit PNG (the code by segno, the PNG written here:
     segno's own writer costs several times the encoding's time in pure Python)."""
-    modules = np.array(segno.make(token, error="m").matrix, dtype=np.uint8)
+    modules = np.array(segno.make(token, error="m", mask=QR_MASK).matrix, dtype=np.uint8)
     image = np.pad(modules, border).repeat(scale, 0).repeat(scale, 1)
     rows = np.packbits(image ^ 1, axis=1)  # 1 is a dark module, a black (0) pixel
     raw = np.pad(rows, ((0, 0), (1, 0))).tobytes()  # filter type 0 before each row

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from openlocker.access.credentials import QR_MASK
 from openlocker.access.presence import DIGITS
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.core.config import get_settings
@@ -52,7 +53,6 @@ _HEADERS = {
 #: Messages a page shows after a redirect (``?done=``).
 _DONE = {"extended", "opened"}
 _MAX_FORM = 1024
-_QR_MASK = 0
 _PRESENCE = re.compile(rf"[0-9]{{{DIGITS}}}")
 
 
@@ -73,9 +73,7 @@ def _render(
 
 
 def _qr_svg(token: str, title: str) -> Markup:
-    # A fixed mask: choosing the best of eight costs 16 ms of CPU a view (bench/pickup_page.py),
-    # and a token's random bytes leave little to choose; any mask is valid for a reader.
-    svg = segno.make(token, error="m", mask=_QR_MASK).svg_inline(
+    svg = segno.make(token, error="m", mask=QR_MASK).svg_inline(
         scale=1, border=4, omitsize=True, svgclass="qr", title=title, dark="#000", light="#fff"
     )
     # segno escapes the title; the rest of the SVG is its own drawing.
