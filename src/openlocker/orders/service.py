@@ -499,16 +499,9 @@ def list_orders(
         "o.site_id": site_id,
         "o.reference": reference,
     }
-    where = [f"{column} = :f{i}" for i, column in enumerate(filters) if filters[column] is not None]
-    params: dict[str, Any] = {
-        f"f{i}": value for i, value in enumerate(filters.values()) if value is not None
-    }
-    if cursor is not None:
-        where.append("o.id < :cursor")
-        params["cursor"] = parcels.decode_cursor(cursor)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql, params = parcels.newest_first(_SELECT, "o.id", filters, cursor, limit)
     with ctx.db.sql.transaction(write=False) as tx:
-        rows = tx.all(sql + " ORDER BY o.id DESC LIMIT :limit", {**params, "limit": limit + 1})
+        rows = tx.all(sql, params)
         orders = [_order(tx, row) for row in rows[:limit]]
         items: dict[str, list[parcels.ParcelRow]] = {order.id: [] for order in orders}
         if orders:

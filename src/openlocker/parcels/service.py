@@ -440,19 +440,29 @@ def list_parcels(
         "p.site_id": site_id,
         "p.tracking_number": tracking_number,
     }
-    conditions = [f"{column} = :f{i}" for i, column in enumerate(filters)]
-    params: dict[str, Any] = {f"f{i}": value for i, value in enumerate(filters.values())}
-    where = [c for c, value in zip(conditions, filters.values(), strict=True) if value is not None]
-    if cursor is not None:
-        where.append("p.id < :cursor")
-        params["cursor"] = decode_cursor(cursor)
-    params = {k: v for k, v in params.items() if v is not None}
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql, params = newest_first(_SELECT, "p.id", filters, cursor, limit)
     with ctx.db.sql.transaction(write=False) as tx:
-        rows = tx.all(sql + " ORDER BY p.id DESC LIMIT :limit", {**params, "limit": limit + 1})
+        rows = tx.all(sql, params)
         parcels = [_parcel(tx, row) for row in rows]
     next_cursor = encode_cursor(parcels[limit - 1].id) if len(parcels) > limit else None
     return ParcelList(items=[parcel_view(p) for p in parcels[:limit]], next_cursor=next_cursor)
+
+
+def newest_first(
+    select: str, id_column: str, filters: dict[str, Any], cursor: str | None, limit: int
+) -> tuple[str, dict[str, Any]]:
+    """A page of ``select``'s rows, newest ``id_column`` first: the columns of ``filters``
+    equal to their values (None: not filtered), after ``cursor``, ``limit + 1`` rows (the
+    extra one says whether there is a next page)."""
+    where = [f"{column} = :f{i}" for i, column in enumerate(filters) if filters[column] is not None]
+    params: dict[str, Any] = {
+        f"f{i}": value for i, value in enumerate(filters.values()) if value is not None
+    }
+    if cursor is not None:
+        where.append(f"{id_column} < :cursor")
+        params["cursor"] = decode_cursor(cursor)
+    sql = select + (" WHERE " + " AND ".join(where) if where else "")
+    return f"{sql} ORDER BY {id_column} DESC LIMIT :limit", {**params, "limit": limit + 1}
 
 
 def encode_cursor(last_id: str) -> str:
