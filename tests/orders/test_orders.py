@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from openlocker.audit.models import AuditEvent
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
 from openlocker.demo import seed_demo, seed_demo_order
@@ -336,3 +337,39 @@ def test_the_demo_grocer_places_a_chilled_order(client: TestClient, ctx: Context
     assert order["status"] == "ready"
     assert [i["temperature"] for i in order["items"]].count("chilled") == 2
     assert len(outbox(ctx, "recipient.pickup_ready")) == 1
+
+
+def test_reissued_order_credentials_replace_the_old_ones_for_the_items_still_waiting(
+    factory: Factory, client: TestClient, ctx: Context
+) -> None:
+    shop = retailer(factory)
+    site = zoned_site(ctx, {"ambient": "SMM"})
+    order = place(factory, shop, site, [{"size": "S"}, {"size": "M"}]).json()
+    early = client.post(f"/v1/orders/{order['id']}/credentials", headers=shop.headers)
+    assert early.status_code == 409 and early.json()["code"] == "invalid_transition"
+    old = client.post(f"/v1/orders/{order['id']}/load", headers=shop.headers).json()["pickup"]
+
+    reissued = client.post(f"/v1/orders/{order['id']}/credentials", headers=shop.headers)
+    assert reissued.status_code == 200, reissued.text
+    new = reissued.json()["pickup"]
+    assert new["pin"] != old["pin"] and new["qr"] != old["qr"]
+    kiosk = factory.kiosk(site)
+    for code in ({"pin": old["pin"]}, {"qr": old["qr"]}):
+        refused = client.post(f"/v1/sites/{site}/pickups", json=code, headers=kiosk.headers)
+        assert refused.status_code == 403, refused.text
+    old_page = client.get("/p/" + old["link"].rsplit("/", 1)[1])
+    assert old["pin"] not in old_page.text
+    picked = client.post(
+        f"/v1/sites/{site}/pickups", json={"pin": new["pin"]}, headers=kiosk.headers
+    )
+    assert picked.status_code == 200 and len(picked.json()["compartments"]) == 2
+    with ctx.db.read() as session:
+        (audited,) = session.scalars(
+            select(AuditEvent).where(AuditEvent.name == "order.credentials_reissued")
+        )
+    assert audited.data == {"order_id": order["id"], "reference": order["reference"], "items": 2}
+    done = client.post(f"/v1/orders/{order['id']}/credentials", headers=shop.headers)
+    assert done.status_code == 409 and done.json()["code"] == "invalid_transition"
+    other = factory.org("retailer")
+    hidden = client.post(f"/v1/orders/{order['id']}/credentials", headers=other.headers)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "order_not_found"

@@ -116,10 +116,14 @@ def do_void_credentials(
 def do_void_order_credentials(
     tx: Tx, order_id: str, now: datetime, *, used_kind: str | None = None
 ) -> None:
-    """Make an order's active set unusable: its last item left, or the order ended."""
+    """Make an order's active set unusable: its last item left (``used_kind``), the order
+    ended, or its credentials were reissued. A set voided unused loses the box sealed for its
+    link; a used one keeps it, in case the kiosk reports an item left behind
+    (``do_reactivate_order_credentials``)."""
+    sealed = "sealed" if used_kind else "NULL"
     tx.defer(
-        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind"
-        " WHERE order_id = :order_id AND active",
+        "UPDATE credential_sets SET active = FALSE, used_at = :used_at, used_kind = :used_kind,"
+        f" sealed = {sealed} WHERE order_id = :order_id AND active",
         {"used_at": now if used_kind else None, "used_kind": used_kind, "order_id": order_id},
     )
 

@@ -85,6 +85,12 @@ async def load_order(
     return await run_in_greenlet(service.load_order, ctx, principal, order_id, parcel_id)
 
 
+@router.post("/orders/{order_id}/credentials")
+async def reissue_credentials(order_id: str, ctx: CtxDep, principal: PrincipalDep) -> OrderOut:
+    """Void a ready order's credentials and issue new ones for the items still waiting."""
+    return await run_in_greenlet(service.reissue_credentials, ctx, principal, order_id)
+
+
 @router.post("/orders/{order_id}/cancel")
 async def cancel_order(order_id: str, ctx: CtxDep, principal: PrincipalDep) -> OrderOut:
     """Cancel an order none of whose items is loaded yet."""

@@ -592,6 +592,36 @@ def _do_issue(
     return pickup
 
 
+def reissue_credentials(ctx: Context, principal: Principal, order_id: str) -> OrderOut:
+    """Void a ready (or partly collected) order's credential set and issue a fresh one for
+    the items still waiting (audited): for a retailer whose load answer was lost, or a
+    customer who lost the message. With ``notify: sender`` the answer carries the new
+    credentials, else they go to the customer in a new message. Each call voids the set
+    before it, so a retry is safe. Raises ``order_not_found``, ``invalid_transition``.
+    """
+    with ctx.db.sql.transaction() as tx:
+        order = access_order(tx, principal, order_id, lock=True)
+        if order.status not in ("ready", "partially_collected"):
+            raise _transition_error(order, "given new credentials")
+        items = _items(tx, order.id, lock=True)
+        waiting = [item for item in items if item.status == "deposited"]
+        if not waiting:
+            raise _transition_error(order, "given new credentials")
+        now = ctx.clock()
+        access.do_void_order_credentials(tx, order.id, now)
+        record(
+            tx,
+            "order.credentials_reissued",
+            principal.actor,
+            now,
+            site_id=order.site_id,
+            data={"order_id": order.id, "reference": order.reference, "items": len(waiting)},
+        )
+        site = access_site_info(ctx, tx, order.site_id)
+        pickup = _do_issue(ctx, tx, site, order, waiting)
+        return order_view(order, items, pickup=pickup)
+
+
 def cancel_order(ctx: Context, principal: Principal, order_id: str) -> OrderOut:
     """Cancel an order before any item is loaded; its compartments are freed."""
     with ctx.db.sql.transaction() as tx:
