@@ -38,13 +38,35 @@ from openlocker.webhooks.delivery import run_webhooks
 log = logging.getLogger("openlocker.jobs")
 
 
+#: A job that keeps failing is retried at most this far apart.
+_MAX_BACKOFF_S = 30.0
+
+
 async def _every(seconds: float, job: Callable[[], object], name: str) -> None:
-    """Run ``job`` in a worker thread every ``seconds``; a failed run is logged, not fatal."""
+    """Run ``job`` in a worker thread every ``seconds``; a failed run is logged, not fatal.
+
+    A job that keeps failing the same way (a sealer refusing a tampered chain, a database
+    that is down) logs its traceback once, then one line per failure, and is retried at
+    doubling intervals up to ``_MAX_BACKOFF_S``; its recovery is logged too.
+    """
+    failures = 0
+    last_error = ""
     while True:
         try:
             await run_in_threadpool(job)
-        except Exception:
-            log.exception("%s failed", name)
+        except Exception as error:
+            failures += 1
+            text = f"{type(error).__name__}: {error}"
+            if text != last_error:
+                log.exception("%s failed", name)
+                last_error = text
+            else:
+                log.warning("%s failed again (%d in a row): %s", name, failures, text)
+            await asyncio.sleep(min(seconds * 2**failures, max(seconds, _MAX_BACKOFF_S)))
+            continue
+        if failures:
+            log.warning("%s works again after %d failures", name, failures)
+            failures, last_error = 0, ""
         await asyncio.sleep(seconds)
 
 
