@@ -322,6 +322,38 @@ def do_count_refusal(tx: Tx, site_id: str, bucket: str) -> bool:
     return bool(refused == 1)
 
 
+def prune_pin_attempts(ctx: Context, *, batch: int = 500) -> int:
+    """Delete counts that no longer weigh: every failure forgiven, no lockout running, and no
+    refusal waiting to be reported by the next ``pickup.failed``. Returns how many went.
+
+    A row changed since it was read (a new failure) is left: the delete names what it read.
+    """
+    now = ctx.clock()
+    with ctx.db.sql.transaction() as tx:
+        rows = tx.all(
+            "SELECT site_id, bucket, consecutive_failures, last_failure_at FROM pin_attempts"
+            " WHERE refusals = 0 AND last_failure_at <= :quiet"
+            " AND (locked_until IS NULL OR locked_until < :now) LIMIT :batch",
+            {
+                "quiet": now - timedelta(seconds=attempts.FORGIVE_SECONDS),
+                "now": now,
+                "batch": batch,
+            },
+        )
+        gone = [
+            {"site_id": site_id, "bucket": bucket, "count": count, "last": last}
+            for site_id, bucket, count, last in rows
+            if attempts.recent_failures(count, tx.time(last), now) == 0
+        ]
+        for key in gone:
+            tx.execute(
+                "DELETE FROM pin_attempts WHERE site_id = :site_id AND bucket = :bucket"
+                " AND consecutive_failures = :count AND last_failure_at = :last AND refusals = 0",
+                key,
+            )
+    return len(gone)
+
+
 # --- the link's page -----------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from openlocker import __version__
+from openlocker.access import service as access
 from openlocker.api import metrics
 from openlocker.api.errors import install_error_handlers
 from openlocker.api.fastpath import HotRoutes
@@ -72,8 +73,12 @@ async def _every(seconds: float, job: Callable[[], object], name: str) -> None:
 
 def _expire(ctx: Context) -> None:
     expired, released = parcels.expire_due(ctx)
-    if expired or released:
-        log.info("expiry run", extra={"expired": expired, "reservations_released": released})
+    pruned = access.prune_pin_attempts(ctx)
+    if expired or released or pruned:
+        log.info(
+            "expiry run",
+            extra={"expired": expired, "reservations_released": released, "pin_counts": pruned},
+        )
 
 
 def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
