@@ -71,7 +71,9 @@ def test_a_new_kiosk_gets_everything_of_its_site_in_pages(
     assert store.by_pin(collected["pickup"]["pin"]) is None
     assert set(store.couriers) == {everywhere["id"], here["id"]}
     assert store.couriers[here["id"]]["code"] == store.digest("courier", here["code"])
+    assert [s["code"] for s in answer["sizes"]] == ["L", "M", "S", "XL"]
     assert list(store.expected) == [announced["id"]]
+    assert store.expected[announced["id"]]["size"] == "M"
     assert store.expected[announced["id"]]["compartment_id"] == announced["compartment"]["id"]
 
     # Nothing new: an empty answer, the cursor moves on, no more.
@@ -93,11 +95,18 @@ def test_changes_reach_the_kiosk_and_replays_are_harmless(
     site = factory.site("SSSSS")
     kiosk = factory.kiosk(site)
     picked, reissued = factory.deposited(carrier, site), factory.deposited(carrier, site)
-    to_deposit = factory.announce(carrier, site).json()
+    to_deposit = factory.announce(
+        carrier, site, size=None, dimensions_mm={"length": 90, "width": 80, "height": 70}
+    ).json()
     courier = client.post("/v1/couriers", json={"name": "A"}, headers=carrier.headers).json()
     store = sealed_sync(ctx, client, site, kiosk, Store())
     start = store.cursor
     assert set(store.expected) == {to_deposit["id"]} and set(store.couriers) == {courier["id"]}
+    assert store.expected[to_deposit["id"]]["dimensions_mm"] == {
+        "length": 90,
+        "width": 80,
+        "height": 70,
+    }
 
     assert factory.pick_up(site, picked, by="pin").status_code == 200
     new = client.post(f"/v1/parcels/{reissued['id']}/credentials", headers=carrier.headers).json()[

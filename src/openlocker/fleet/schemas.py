@@ -95,12 +95,24 @@ class SyncCourier(BaseModel):
     active: bool
 
 
+class SyncSize(BaseModel):
+    """A size class of the network: a compartment's inner dimensions."""
+
+    code: str
+    width_mm: int
+    height_mm: int
+    depth_mm: int
+
+
 class SyncExpected(BaseModel):
     parcel_id: str
     tracking_number: str
     org_id: str
     size: str | None
+    #: The parcel's box, when announced with one (``length``, ``width``, ``height``).
+    dimensions_mm: dict[str, int] | None = None
     temperature: str
+    accessible: bool = False
     #: The reserved compartment, if any.
     compartment_id: str | None
     order_id: str | None
@@ -122,6 +134,7 @@ class SyncOut(BaseModel):
     site: SyncSite
     digest_key: str
     public_keys: list[PublicKey]
+    sizes: list[SyncSize]
     #: Whole in the answer that ends a run (``more`` false), null while ``more`` is true.
     compartments: list[CompartmentOut] | None
     credentials: list[SyncCredential]

@@ -38,9 +38,11 @@ from openlocker.fleet.schemas import (
     SyncExpected,
     SyncOut,
     SyncSite,
+    SyncSize,
 )
 from openlocker.fleet.service import courier_kiosk_digest
 from openlocker.lockers.schemas import CompartmentOut
+from openlocker.lockers.service import load_sizes
 from openlocker.orgs.service import Principal
 
 #: Snapshot phases in order, by cursor letter.
@@ -107,7 +109,8 @@ _COURIERS = (
 )
 _EXPECTED = (
     "SELECT p.id, p.tracking_number, p.carrier_org_id, p.size_code, p.temperature,"
-    " p.compartment_id, p.order_id, p.status FROM parcels p"
+    " p.compartment_id, p.order_id, p.status, p.length_mm, p.width_mm, p.height_mm,"
+    " p.accessible FROM parcels p"
 )
 
 
@@ -169,7 +172,13 @@ def _expected(rows: list[Row]) -> list[SyncExpected]:
             tracking_number=row[1],
             org_id=row[2],
             size=row[3],
+            dimensions_mm=(
+                {"length": row[8], "width": row[9], "height": row[10]}
+                if row[8] and row[9] and row[10]
+                else None
+            ),
             temperature=row[4],
+            accessible=bool(row[11]),
             compartment_id=row[5],
             order_id=row[6],
             active=row[7] == "announced",
@@ -361,7 +370,8 @@ def sync(
     """What the site's kiosk needs since ``cursor`` (None: everything), at most ``limit``
     rows of the snapshot or events of the trail; ``more`` when it should call again at once.
 
-    The site, its digest key, public keys and pending commands come whole in every answer,
+    The site, its digest key, public keys, size classes and pending commands come whole in
+    every answer,
     the compartments in every answer that ends a run (``more`` false; None before).
     Raises ``not_site_kiosk``, ``site_not_found``, ``invalid_cursor``, ``cursor_ahead``.
     """
@@ -403,6 +413,10 @@ def sync(
         # Whole at the end of a run: pages in between would repeat them for nothing.
         compartments = None if more else _compartments(tx, site.id)
         commands = pending_commands(tx, site.id)
+        sizes = [
+            SyncSize.model_validate(size, from_attributes=True)
+            for size in sorted(load_sizes(ctx, tx).values(), key=lambda size: size.code)
+        ]
     return SyncOut(
         site=site,
         digest_key=b64url(ctx.keyring.kiosk_digest_key(site.id)),
@@ -410,6 +424,7 @@ def sync(
             PublicKey(version=version, public_key=ctx.keyring.site_public_key(site.id, version))
             for version in range(1, key_version + 1)
         ],
+        sizes=sizes,
         compartments=compartments,
         credentials=page.credentials,
         couriers=page.couriers,
