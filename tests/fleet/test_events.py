@@ -160,6 +160,7 @@ def test_doors_alarms_service_refusals_and_command_answers(
         "method": "pin",
         "reason": "invalid_code",
         "count": 3,
+        "last_at": None,
         "source": "kiosk",
         "offline": False,
     }

@@ -598,6 +598,7 @@ def _refused(
             "method": event.method,
             "reason": event.reason,
             "count": event.count,
+            "last_at": event.last_at.isoformat() if event.last_at else None,
             "source": "kiosk",
             "kiosk_event": event.id,
             "offline": event.offline,

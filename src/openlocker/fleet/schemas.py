@@ -204,6 +204,8 @@ class RefusedEvent(KioskEvent):
     method: Literal["pin", "qr", "link", "courier", "tracking_number"]
     reason: str = Field(min_length=1, max_length=64)
     count: int = Field(default=1, ge=1, le=1_000_000)
+    #: With ``count`` over 1: when the last of them was refused (``at`` is the first).
+    last_at: AwareDatetime | None = None
 
 
 class CommandEvent(KioskEvent):
