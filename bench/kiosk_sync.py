@@ -5,7 +5,8 @@ written in bulk, each set issued by ``access.service.do_issue_credentials``), th
 
 - in process: ``fleet.sync.sync`` page by page, the server's own work without HTTP;
 - over HTTP against a real ``openlocker serve`` (one worker): the whole snapshot paged at
-  ``--limit`` rows, then an incremental sync after 100 pickups.
+  ``--limit`` and at 5000 rows; then a push of 200 offline pickups (and the same push
+  again, all duplicates) and the incremental sync after it.
 
 Prints wall time, pages, bytes, rows per second, p50 / p99 page latency and the peak memory
 a sync allocates in process. SQLite by default; ``--database-url postgresql://…`` for
@@ -23,7 +24,7 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -46,8 +47,8 @@ from tests.servers import serving
 BENCH = Actor("system:bench")
 
 
-def _seed(ctx: Context, count: int) -> tuple[str, str, list[str]]:
-    """A site with ``count`` waiting parcels; its id, its kiosk key and the parcels' PINs."""
+def _seed(ctx: Context, count: int) -> tuple[str, str]:
+    """A site with ``count`` waiting parcels; its id and its kiosk key."""
     with ctx.db.transaction() as session:
         carrier = do_create_organization(session, ctx, BENCH, "Bench carrier", "carrier")
         operator = do_create_organization(session, ctx, BENCH, "Bench operator", "operator")
@@ -63,7 +64,6 @@ def _seed(ctx: Context, count: int) -> tuple[str, str, list[str]]:
         )
         carrier_id, site_id = carrier.id, site.id
     now = ctx.clock()
-    pins = []
     with ctx.db.sql.transaction() as tx:
         info = access_site_info(ctx, tx, site_id)
         for start in range(0, count, 500):
@@ -118,7 +118,7 @@ def _seed(ctx: Context, count: int) -> tuple[str, str, list[str]]:
             parcels.insert_parcels(tx, rows)
             for parcel in rows:
                 assert parcel.dwell_deadline is not None
-                issued = access.do_issue_credentials(
+                access.do_issue_credentials(
                     ctx,
                     tx,
                     parcel_id=parcel.id,
@@ -126,9 +126,8 @@ def _seed(ctx: Context, count: int) -> tuple[str, str, list[str]]:
                     expires_at=parcel.dwell_deadline,
                     phone=parcel.recipient["phone"],
                 )
-                pins.append(issued.pin)
     seal_pending(ctx)
-    return site_id, kiosk_key, pins
+    return site_id, kiosk_key
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -196,19 +195,47 @@ def _full_sync(client: httpx.Client, site_id: str, headers: dict[str, str], limi
     return cursor
 
 
-def _over_http(
-    ctx: Context, site_id: str, kiosk_key: str, pins: list[str], limits: list[int]
-) -> None:
+def _over_http(ctx: Context, site_id: str, kiosk_key: str, limits: list[int]) -> None:
     headers = {"Authorization": f"Bearer {kiosk_key}"}
     with serving(ctx, workers=1) as base, httpx.Client(base_url=base, timeout=60) as client:
         cursor = ""
         for limit in limits:
             cursor = _full_sync(client, site_id, headers, limit)
-        for pin in pins[:100]:
-            picked = client.post(
-                f"/v1/sites/{site_id}/pickups", json={"pin": pin, "door": "kiosk"}, headers=headers
+        # The kiosk was offline: its pickups of 200 parcels arrive in one push.
+        with ctx.db.engine.connect() as conn:
+            held = conn.execute(
+                text(
+                    "SELECT c.id, p.compartment_id FROM credential_sets c"
+                    " JOIN parcels p ON p.id = c.parcel_id WHERE c.site_id = :s AND c.active"
+                    " ORDER BY c.id LIMIT 200"
+                ),
+                {"s": site_id},
+            ).all()
+        at = datetime.now(UTC).isoformat()
+        events = [
+            {
+                "id": f"kev_bench_{n}",
+                "seq": n,
+                "type": "pickup",
+                "at": at,
+                "credential_id": credential_id,
+                "method": "pin",
+                "compartments": [compartment_id],
+                "offline": True,
+            }
+            for n, (credential_id, compartment_id) in enumerate(held)
+        ]
+        for label in ("first push", "replayed push"):
+            began = time.perf_counter()
+            response = client.post(
+                f"/v1/sites/{site_id}/kiosk/events", json={"events": events}, headers=headers
             )
-            assert picked.status_code == 200, picked.text
+            took = time.perf_counter() - began
+            statuses = {r["status"] for r in response.json()["results"]}
+            print(
+                f"  {label} of {len(events)} offline pickups: {took:.2f} s"
+                f" ({len(events) / took:,.0f} events/s), {', '.join(sorted(statuses))}"
+            )
         time.sleep(ctx.settings.audit_seal_interval_seconds * 3)  # the server's sealer runs
         began = time.perf_counter()
         answer = client.get(
@@ -217,7 +244,7 @@ def _over_http(
         changed = time.perf_counter() - began
         used = sum(1 for c in answer["credentials"] if not c["active"])
         print(
-            f"  incremental after 100 pickups: {used} credentials withdrawn in one page,"
+            f"  incremental sync after them: {used} credentials withdrawn in one page,"
             f" {changed * 1000:.0f} ms"
         )
 
@@ -237,7 +264,7 @@ def main() -> None:
                 conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         upgrade(ctx.db)
         began = time.perf_counter()
-        site_id, kiosk_key, pins = _seed(ctx, args.credentials)
+        site_id, kiosk_key = _seed(ctx, args.credentials)
         database = ctx.db.engine.dialect.name
         print(
             f"kiosk sync, {database}: {args.credentials} credentials at one site"
@@ -249,7 +276,7 @@ def main() -> None:
         limits = sorted({args.limit, 5000})
         for limit in limits:
             _in_process(ctx, site_id, kiosk_key, limit)
-        _over_http(ctx, site_id, kiosk_key, pins, limits)
+        _over_http(ctx, site_id, kiosk_key, limits)
         ctx.db.dispose()
 
 
