@@ -259,6 +259,8 @@ class FleetClient:
                         self._take(message.payload)
                 finally:
                     beating.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beating
             except asyncio.CancelledError:
                 # Stopping: say so (the will is only for a connection lost).
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):

@@ -142,9 +142,7 @@ class SimKiosk:
         except BoardFault as fault:
             return Outcome("failed", reason=fault.code, detail=str(fault))
         await self.publish_state()
-        return Outcome(
-            "opened", door="open" if state.door_open else "closed", locked=state.locked
-        )
+        return Outcome("opened", door="open" if state.door_open else "closed", locked=state.locked)
 
     async def publish_state(self) -> None:
         assert self.client is not None
@@ -198,7 +196,9 @@ def kiosk(*args: Any, **kwargs: Any) -> Iterator[SimKiosk]:
         yield running
     finally:
         running.stop()
-        asyncio.run(forget(running.broker_url(), f"kiosk-{running.site_id}", running.root, running.site_id))
+        asyncio.run(
+            forget(running.broker_url(), f"kiosk-{running.site_id}", running.root, running.site_id)
+        )
 
 
 async def forget(url: str, client_id: str, root: str, site_id: str | None = None) -> None:

@@ -27,7 +27,10 @@ def _compartments(ctx: Context, site_id: str) -> dict[str, str]:
 def _events(ctx: Context, name: str) -> list[dict[str, object]]:
     with ctx.db.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT site_id, compartment_id, data FROM audit_events WHERE name = :n ORDER BY seq"),
+            text(
+                "SELECT site_id, compartment_id, data FROM audit_events"
+                " WHERE name = :n ORDER BY seq"
+            ),
             {"n": name},
         ).all()
     return [
@@ -51,10 +54,12 @@ def test_remote_open_reaches_the_lock_once_and_the_answer_confirms_it(
     with kiosk(site, mapping, data, root=root, clock=clock) as locker:
         locker.wait_connected()
         wait_for(
-            lambda: fleet_client.get(f"/v1/sites/{site}/kiosk", headers=operator.headers).json()[
-                "status"
-            ]
-            == "online"
+            lambda: (
+                fleet_client.get(f"/v1/sites/{site}/kiosk", headers=operator.headers).json()[
+                    "status"
+                ]
+                == "online"
+            )
         )
         opened = fleet_client.post(
             f"/v1/compartments/{ids['A2']}/open",
