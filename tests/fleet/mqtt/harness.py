@@ -5,8 +5,10 @@ test's own, for the access rules and broker restarts."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -284,7 +286,14 @@ class Mosquitto:
         self.root = root
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        lines = [f"persistence_location {folder}/", "log_dest file " + str(folder / "log")]
+        lines = [
+            # Run as whoever runs the test (as root it would switch to a user that cannot
+            # read the test's folder).
+            f"user {getpass.getuser()}",
+            f"persistence_location {folder}/",
+            "log_dest file " + str(folder / "log"),
+            "log_type all",
+        ]
         if users is None:
             lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true"]
         else:
@@ -300,6 +309,19 @@ class Mosquitto:
             lines.append(listener(self.port, str(passwords), str(folder / "acl")).strip())
         self.config = folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
+
+    def add_user(self, name: str, password: str) -> None:
+        """Add a user to the password file and have the broker read it again (SIGHUP)."""
+        assert self.users is not None
+        self.users[name] = password
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(self.folder / "passwd"), name, password],
+            check=True,
+            capture_output=True,
+        )
+        if self.process is not None:
+            self.process.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
 
     def url(self, user: str | None = None) -> str:
         if user is None or self.users is None:
