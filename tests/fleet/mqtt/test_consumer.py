@@ -143,8 +143,8 @@ def test_a_command_queued_while_the_kiosk_was_away_opens_once_when_it_is_back(
     clock: LiveClock,
     data: Path,
 ) -> None:
-    """The kiosk's persistent session holds the command, the server publishes it again
-    until answered: the kiosk gets it two or more times, and pulses once."""
+    """The kiosk's persistent session on the broker holds the command published while it
+    was away; back, it gets it (and the server's retries while it answers), pulses once."""
     site = fleet_factory.site("S")
     operator = fleet_factory.operator()
     door = _compartments(fleet_ctx, site)["A1"]
@@ -152,7 +152,7 @@ def test_a_command_queued_while_the_kiosk_was_away_opens_once_when_it_is_back(
         locker.wait_connected()
     fleet_ctx.settings.fleet_open_wait_seconds = 0.3
     queued = _queue_open(fleet_client, operator, door)
-    wait_for(lambda: _published(fleet_ctx, queued["command_id"]) >= 2, timeout=10)
+    wait_for(lambda: _published(fleet_ctx, queued["command_id"]) >= 1)
     with kiosk(site, {door: (0, 0)}, data, root=root, clock=clock) as locker:
         wait_for(lambda: _outbox_state(fleet_ctx, queued["command_id"]) == "sent")
         assert locker.pulses(door) == 1

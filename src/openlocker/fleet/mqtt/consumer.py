@@ -84,6 +84,8 @@ class FleetConsumer:
                     await self._lead(lease)
             except (psycopg.Error, OSError) as error:
                 log.warning("fleet leadership lost", extra={"error": str(error)[:200]})
+            except Exception:  # a bug or a database gone: lead again later, not never
+                log.exception("fleet consumer failed")
             await asyncio.sleep(retry)
 
     @property
@@ -297,17 +299,24 @@ class FleetConsumer:
                     "fleet commands published",
                     extra={"commands": [c.message_id for c in published]},
                 )
-                await asyncio.to_thread(service.record_published, self.ctx, published)
+                try:
+                    await asyncio.to_thread(service.record_published, self.ctx, published)
+                except Exception:  # published again later: the kiosk drops the repeat
+                    log.exception("fleet publishing not recorded")
 
     async def _watch(self) -> None:
-        """Mark silent kiosks, a few times per ``fleet_silence_seconds``."""
+        """Mark silent kiosks and skip expired commands, a few times per
+        ``fleet_silence_seconds``."""
         interval = min(10.0, max(0.5, self.ctx.settings.fleet_silence_seconds / 4))
         while True:
             await asyncio.sleep(interval)
             try:
                 silent = await asyncio.to_thread(service.mark_silent, self.ctx)
+                expired = await asyncio.to_thread(service.expire_commands, self.ctx)
             except Exception:
                 log.exception("fleet silence check failed")
                 continue
             if silent:
                 log.warning("kiosks silent", extra={"sites": silent})
+            if expired:
+                log.info("fleet commands expired unanswered", extra={"commands": expired})

@@ -489,19 +489,25 @@ class Due:
     first: bool
 
 
+#: Commands never published, and those unanswered since their last publish whose kiosk is
+#: online (one that is away gets what its broker session kept when it is back, and a site
+#: whose kiosk works over HTTP alone is not published to every few seconds).
 _DUE = (
     "SELECT o.id, o.payload, o.parcel_id, o.created_at, c.command_id, c.transaction_id,"
     " c.expires_at FROM outbox o LEFT JOIN fleet_commands c ON c.command_id = o.id"
+    " LEFT JOIN fleet_kiosks k ON k.site_id = c.site_id"
     f" WHERE o.state = 'pending' AND o.topic = '{OPEN_TOPIC}'"
-    " AND (c.command_id IS NULL OR (c.answered_at IS NULL AND c.next_publish_at <= :now))"
+    " AND (c.command_id IS NULL OR (c.answered_at IS NULL AND c.next_publish_at <= :now"
+    " AND k.status = 'online'))"
     " ORDER BY o.seq LIMIT :limit"
 )
 
 
 def due_commands(ctx: Context, *, limit: int = 200) -> list[Due]:
     """Pending door commands to publish now: never published, or unanswered since the last
-    publish ``fleet_command_retry_seconds`` ago. Those past their expiry (and a grace for a
-    late answer over HTTP) are skipped instead, audited ``kiosk.command_expired``."""
+    publish ``fleet_command_retry_seconds`` ago while their kiosk is online. Those past
+    their expiry and a grace (for a late answer over HTTP) are skipped instead, audited
+    ``kiosk.command_expired``; so are published ones, by ``expire_commands``."""
     now = ctx.clock()
     ttl = timedelta(seconds=ctx.settings.fleet_command_ttl_seconds)
     due: list[Due] = []
@@ -523,6 +529,25 @@ def due_commands(ctx: Context, *, limit: int = 200) -> list[Due]:
                 continue
             due.append(Due(command, first=known is None))
     return due
+
+
+def expire_commands(ctx: Context, *, limit: int = 500) -> int:
+    """Skip the published door commands that expired unanswered a grace ago (their kiosk
+    is away, or never answers); returns how many."""
+    now = ctx.clock()
+    with ctx.db.sql.transaction() as tx:
+        rows = tx.all(
+            "SELECT o.id, o.payload, o.parcel_id, c.expires_at FROM fleet_commands c"
+            " JOIN outbox o ON o.id = c.command_id"
+            " WHERE c.answered_at IS NULL AND c.expires_at < :cutoff AND o.state = 'pending'"
+            " ORDER BY c.expires_at LIMIT :limit",
+            {"cutoff": now - EXPIRY_GRACE, "limit": limit},
+        )
+        for outbox_id, payload, parcel_id, expires in rows:
+            expires_at = Tx.time(expires)
+            assert expires_at is not None
+            _do_expire(tx, outbox_id, Tx.json(payload), parcel_id, expires_at, now)
+    return len(rows)
 
 
 def _expiry(payload: dict[str, Any], created: datetime | None, ttl: timedelta) -> datetime:
