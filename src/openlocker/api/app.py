@@ -19,7 +19,8 @@ from openlocker.api.fastpath import HotRoutes
 from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
-from openlocker.fleet.mqtt.api import router as fleet_router
+from openlocker.fleet.api import router as fleet_router
+from openlocker.fleet.mqtt.api import router as fleet_mqtt_router
 from openlocker.fleet.mqtt.consumer import FleetConsumer
 from openlocker.lockers.api import router as sites_router
 from openlocker.notify.api import router as outbox_router
@@ -148,6 +149,7 @@ def create_app(
         orders_router,
         returns_router,
         fleet_router,
+        fleet_mqtt_router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

@@ -56,8 +56,6 @@ class Settings(BaseSettings):
     fleet_flush_seconds: float = Field(default=0.1, gt=0)
     #: How often the consumer looks for commands to publish when nothing woke it.
     fleet_poll_seconds: float = Field(default=0.5, gt=0)
-    #: A door command not run by then is refused by the kiosk (``expires_at``).
-    fleet_command_ttl_seconds: float = Field(default=60.0, gt=0)
     #: An unanswered command is published again after this long, until it expires.
     fleet_command_retry_seconds: float = Field(default=5.0, gt=0)
     #: How long ``POST /v1/compartments/{id}/open`` waits for the kiosk's answer.
@@ -86,6 +84,9 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=20.0, gt=0)
     #: How often reminders and expiry notices are queued.
     notices_interval_seconds: float = Field(default=60.0, gt=0)
+    #: A door command (``kiosk.open_compartment``) the kiosk has not run by then is refused
+    #: there, not run late: someone who asked to open it may have walked away.
+    command_ttl_s: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     #: Threads per process that run requests; few, because each holds the GIL while it works.
     request_threads: int = Field(default=8, ge=1, le=200)

@@ -75,13 +75,14 @@ class SyncCommand(_Message):
 
 
 Command = Annotated[OpenCommand | SyncCommand, Field(discriminator="type")]
-Result = Literal["opened", "done", "failed", "expired", "refused"]
+Result = Literal["opened", "done", "failed", "expired", "declined", "refused"]
 
 
 class Answer(_Message):
     """What became of command ``command_id``: ``opened`` (the lock reads open), ``done`` (a
     sync ran), ``failed`` (``reason`` says why), ``expired`` (arrived past ``expires_at``, not
-    run) or ``refused`` (not this kiosk's, or not understood)."""
+    run), ``declined`` (the agent would not: its parcel left the locker already) or
+    ``refused`` (not this kiosk's)."""
 
     command_id: Ident
     transaction_id: Ident

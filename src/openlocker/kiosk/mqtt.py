@@ -58,10 +58,11 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 @dataclass(frozen=True)
 class Outcome:
     """What ``run_command`` made of a command: ``opened`` (the lock reads open), ``done``
-    (a sync ran) or ``failed`` with a ``reason`` code (``lock_stuck``, ``board_timeout``,
-    ``unknown_compartment`` …) and the lock's state when known."""
+    (a sync ran), ``declined`` (its parcel left the locker already) or ``failed`` with a
+    ``reason`` code (``lock_stuck``, ``board_timeout``, ``unknown_compartment`` …) and the
+    lock's state when known."""
 
-    result: Literal["opened", "done", "failed"]
+    result: Literal["opened", "done", "declined", "failed"]
     reason: str | None = None
     detail: str | None = None
     door: Literal["open", "closed"] | None = None

@@ -210,9 +210,18 @@ def test_a_silent_kiosk_is_marked_offline_once_and_back_when_heard(
     assert (silent["status"], silent["status_reason"]) == ("offline", "silent")
     [event] = _events(fleet_ctx, "kiosk.silent")
     assert event["site_id"] == site
+
+    def alarms() -> list[tuple[str, str]]:
+        listed = quick_silence.get(
+            "/v1/alarms", params={"site_id": site}, headers=operator.headers
+        ).json()["items"]
+        return [(a["kind"], a["state"]) for a in listed]
+
+    assert alarms() == [("kiosk_silent", "open")]
     with kiosk(site, {}, data, root=root, clock=clock) as locker:
         wait_for(lambda: view()["status"] == "online")
     assert view()["silent"] is False
+    assert alarms() == [("kiosk_silent", "closed")]
     assert len(_events(fleet_ctx, "kiosk.silent")) == 1
     assert [e["site_id"] for e in _events(fleet_ctx, "kiosk.heard_again")] == [site]
     wait_for(lambda: len(_events(fleet_ctx, "kiosk.offline")) == 2)

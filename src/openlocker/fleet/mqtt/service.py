@@ -31,6 +31,7 @@ from openlocker.core.mqtt import (
     StateSnapshot,
 )
 from openlocker.core.sql import Row, Tx, insert_rows
+from openlocker.fleet.alarms import do_clear_alarm, do_raise_alarm
 from openlocker.fleet.mqtt.schemas import (
     CompartmentRef,
     KioskOut,
@@ -50,6 +51,8 @@ EXPIRY_GRACE = timedelta(seconds=60)
 SYSTEM = Actor("system:fleet")
 #: The status reason of a kiosk heard of only by an answer or a snapshot so far.
 NEVER_SEEN = "never_seen"
+#: The alarm of a kiosk not heard for ``fleet_silence_seconds`` (``GET /v1/alarms``).
+SILENT_ALARM = "kiosk_silent"
 _ROWS_PER_STATEMENT = 200
 
 
@@ -282,6 +285,14 @@ def record_heard(ctx: Context, batch: Sequence[Heard]) -> Recorded:
                     site_id=heard.site_id,
                     data=note.data,
                 )
+                if note.name == "kiosk.heard_again":
+                    do_clear_alarm(
+                        tx,
+                        kiosk_actor(heard.site_id),
+                        heard.site_id,
+                        SILENT_ALARM,
+                        heard.received_at,
+                    )
             outcome.applied += 1
         for snapshot in snapshots.values():
             _apply_doors(tx, snapshot)
@@ -343,9 +354,21 @@ _ANSWER = (
     " :reason, :answer) ON CONFLICT (command_id) DO UPDATE SET answered_at = excluded.answered_at,"
     " result = excluded.result, reason = excluded.reason, answer = excluded.answer"
 )
-_SENT = (
-    "UPDATE outbox SET state = 'sent', sent_at = :now, claimed_until = NULL, last_error = :note"
-    " WHERE id = :id AND state <> 'sent'"
+#: The outbox state a kiosk's answer leaves its command in, and why; as its event push
+#: does (``fleet.events``), so the row ends the same whichever way the answer came.
+ANSWER_OUTCOMES: dict[str, tuple[str, str | None]] = {
+    "opened": ("sent", None),
+    "done": ("sent", None),
+    "expired": ("skipped", "expired before the kiosk ran it"),
+    "declined": ("skipped", "declined by the kiosk (its parcel had left)"),
+    "refused": ("skipped", "refused by the kiosk: not its site's"),
+    "failed": ("dead", "the kiosk could not open the door"),
+}
+#: Only a pending command: one withdrawn (its parcel left through the kiosk) or answered
+#: over HTTP already stays as it is.
+_ANSWERED = (
+    "UPDATE outbox SET state = :state, sent_at = :sent, claimed_until = NULL,"
+    " last_error = :why, attempts = attempts + 1 WHERE id = :id AND state = 'pending'"
 )
 
 
@@ -416,10 +439,18 @@ def _do_record_answer(
             "answer": tx.json_param(details),
         },
     )
-    note = None if answer.result in ("opened", "done") else f"kiosk answered {answer.result}"
-    if note and answer.reason:
-        note += f": {answer.reason}"
-    tx.execute(_SENT, {"now": now, "id": answer.command_id, "note": note})
+    state, why = ANSWER_OUTCOMES[answer.result]
+    if why is not None and answer.reason:
+        why += f" ({answer.reason})"
+    tx.execute(
+        _ANSWERED,
+        {
+            "state": state,
+            "sent": now if state == "sent" else None,
+            "why": why,
+            "id": answer.command_id,
+        },
+    )
     record(
         tx,
         "kiosk.command_answered",
@@ -470,15 +501,15 @@ def mark_silent(ctx: Context) -> list[str]:
                     "silence_seconds": ctx.settings.fleet_silence_seconds,
                 },
             )
-            do_raise_silent_alarm(tx, site_id, heard, now)
+            do_raise_alarm(
+                tx,
+                SYSTEM,
+                site_id,
+                SILENT_ALARM,
+                now,
+                detail={"last_seen_at": _iso(heard), "previous": status},
+            )
     return [row[0] for row in rows]
-
-
-def do_raise_silent_alarm(tx: Tx, site_id: str, last_seen: datetime | None, now: datetime) -> None:
-    """Raise the site's ``kiosk_silent`` alarm in ``tx`` (``GET /v1/alarms``)."""
-    # TODO(fleet): call fleet.alarms (wip/ksrv) once it lands; until then the audit event
-    # ``kiosk.silent`` above is the only trace.
-    _ = (tx, site_id, last_seen, now)
 
 
 @dataclass(frozen=True)
@@ -509,7 +540,7 @@ def due_commands(ctx: Context, *, limit: int = 200) -> list[Due]:
     their expiry and a grace (for a late answer over HTTP) are skipped instead, audited
     ``kiosk.command_expired``; so are published ones, by ``expire_commands``."""
     now = ctx.clock()
-    ttl = timedelta(seconds=ctx.settings.fleet_command_ttl_seconds)
+    ttl = timedelta(seconds=ctx.settings.command_ttl_s)
     due: list[Due] = []
     with ctx.db.sql.transaction() as tx:
         for outbox_id, payload, parcel_id, created, known, transaction, expires in tx.all(
@@ -667,7 +698,7 @@ def request_remote_open(ctx: Context, actor: Actor, compartment_id: str, reason:
     """Queue a command that opens ``compartment_id``'s door (``kiosk.open_compartment``, the
     same outbox row the HTTP sync delivers) and wake the consumer to publish it."""
     now = ctx.clock()
-    expires_at = now + timedelta(seconds=ctx.settings.fleet_command_ttl_seconds)
+    expires_at = now + timedelta(seconds=ctx.settings.command_ttl_s)
     transaction_id = new_id("txn")
     with ctx.db.sql.transaction() as tx:
         row = tx.one(
@@ -685,7 +716,7 @@ def request_remote_open(ctx: Context, actor: Actor, compartment_id: str, reason:
             "transaction_id": transaction_id,
             "requested_by": actor.name,
         }
-        [command_id] = enqueue(tx, now, Message(OPEN_TOPIC, payload))
+        [command_id] = enqueue(tx, now, Message(OPEN_TOPIC, payload, site_id=site_id))
         record(
             tx,
             "compartment.remote_open_requested",
@@ -724,8 +755,9 @@ def read_answer(ctx: Context, queued: Queued) -> RemoteOpenOut:
     assert row is not None, "the command was queued by this request"
     state, answered_at, result, reason, answer, published = row
     details = Tx.json(answer) or {}
-    if result is None and state == "sent":
-        result = "answered_over_http"
+    if result is None and state != "pending":
+        # Answered by the kiosk's event push (``fleet.events``), or withdrawn.
+        result = "answered_over_http" if state in ("sent", "dead") else state
     return RemoteOpenOut(
         command_id=queued.command_id,
         transaction_id=queued.transaction_id,

@@ -1,7 +1,7 @@
 """fleet channel: each kiosk's presence, heartbeat and state; each command it carried
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009_kiosk_channel
 Create Date: 2026-12-12 10:00:00
 
 The MQTT consumer keeps one row per site's kiosk (online or offline, last heard, version,
@@ -17,7 +17,7 @@ from alembic import op
 import openlocker.core.db
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009_kiosk_channel"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
