@@ -12,6 +12,20 @@ again (QoS 1 after a broker restart, the server's retry, the HTTP sync carrying 
 row, the kiosk itself restarted) is answered from the log and not run again. Commands for
 another site, past their ``expires_at``, or not matching the contract are refused with a
 logged reason. Connection loss is retried with jittered exponential backoff.
+
+The agent wires it like this (its ``run_command`` takes the HTTP sync's command rows and
+runs each id once; ``agent_commands`` hands it MQTT commands as those rows)::
+
+    fleet = FleetClient(
+        mqtt_url,  # mqtt[s]://SITE_ID:PASSWORD@broker — the kiosk's MQTT user is its site id
+        site_id,
+        agent_commands(agent.run_command, sync_now=agent.wake_sync),
+        SqliteCommandLog(data_dir / "fleet-commands.db"),
+        version=openlocker.__version__,
+        queued_events=lambda: store.queued_count(),
+    )
+    task = asyncio.create_task(fleet.run())   # cancel it to stop: says offline
+    await fleet.publish_state([...])          # on start and whenever a door or lock changes
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,11 +72,12 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 @dataclass(frozen=True)
 class Outcome:
     """What ``run_command`` made of a command: ``opened`` (the lock reads open), ``done``
-    (a sync ran), ``declined`` (its parcel left the locker already) or ``failed`` with a
+    (a sync ran), ``declined`` (its parcel left the locker already), ``expired`` (the agent
+    found it past ``expires_at`` too) or ``failed`` with a
     ``reason`` code (``lock_stuck``, ``board_timeout``, ``unknown_compartment`` …) and the
     lock's state when known."""
 
-    result: Literal["opened", "done", "declined", "failed"]
+    result: Literal["opened", "done", "declined", "expired", "failed"]
     reason: str | None = None
     detail: str | None = None
     door: Literal["open", "closed"] | None = None
@@ -70,6 +85,37 @@ class Outcome:
 
 
 RunCommand = Callable[[OpenCommand | SyncCommand], Awaitable[Outcome]]
+
+
+def sync_row(command: OpenCommand) -> dict[str, Any]:
+    """The command as the HTTP sync lists it (``docs/kiosk-sync.md``): the same id."""
+    return {
+        "id": command.message_id,
+        "type": "open",
+        "compartment_id": command.compartment_id,
+        "parcel_id": command.parcel_id,
+        "reason": command.reason,
+        "expires_at": command.expires_at.isoformat(),
+    }
+
+
+def agent_commands(
+    run_command: Callable[[Mapping[str, Any]], Awaitable[str]], sync_now: Callable[[], object]
+) -> RunCommand:
+    """A ``RunCommand`` for an agent whose one entry for door commands takes the HTTP sync's
+    rows and answers a result (``opened``, ``expired``, ``declined``, ``failed``), and runs
+    each id once itself: an MQTT command goes in as that row, a ``sync`` wakes its sync."""
+
+    async def run(command: OpenCommand | SyncCommand) -> Outcome:
+        if isinstance(command, SyncCommand):
+            sync_now()
+            return Outcome("done")
+        result = await run_command(sync_row(command))
+        if result in ("opened", "expired", "declined"):
+            return Outcome(result)  # type: ignore[arg-type]
+        return Outcome("failed", reason="door_not_opened", detail=str(result)[:500])
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -153,9 +199,8 @@ class SqliteCommandLog:
 class FleetClient:
     """One kiosk's connection to the fleet channel; see the module doc.
 
-    ``run()`` until cancelled (it says ``offline`` on the way out). ``publish_state()`` when
-    a door or lock changes; ``execute()`` for commands that came another way (the HTTP
-    sync), so both paths share one log.
+    ``run()`` until cancelled (it says ``offline`` on the way out); ``publish_state()`` when
+    a door or lock changes.
     """
 
     def __init__(
@@ -188,26 +233,6 @@ class FleetClient:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._started = time.monotonic()
         self.connected = asyncio.Event()
-
-    def command_from_sync(self, row: dict[str, object], label: str) -> OpenCommand:
-        """A command of the HTTP sync's ``commands`` list (``docs/kiosk-sync.md``) as the
-        one the fleet channel carries for the same outbox row: the same id, so ``execute``
-        runs it once whichever way it came first. ``label`` is from the compartment map."""
-        return OpenCommand.model_validate(
-            {
-                "message_id": row["id"],
-                "transaction_id": row.get("transaction_id") or row["id"],
-                "site_id": self.site_id,
-                "sent_at": self.clock(),
-                "type": "open",
-                "expires_at": row["expires_at"],
-                "compartment_id": row["compartment_id"],
-                "label": label,
-                "reason": row.get("reason") or "door command",
-                "parcel_id": row.get("parcel_id"),
-            },
-            strict=False,
-        )
 
     # -- the connection ---------------------------------------------------------------
 
@@ -341,7 +366,7 @@ class FleetClient:
             if refused.reason == "site_mismatch":
                 self._refuse_other_site(payload)
             return
-        task = asyncio.ensure_future(self.execute(command))
+        task = asyncio.ensure_future(self._execute(command))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -358,10 +383,10 @@ class FleetClient:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def execute(self, command: Command, *, publish: bool = True) -> Answer | None:
-        """Run ``command`` once for all deliveries of it and return its answer (None when a
-        delivery of it is running right now, which answers for both). Published when
-        ``publish`` and connected; kept in the log until the broker acknowledged it."""
+    async def _execute(self, command: Command) -> Answer | None:
+        """Run ``command`` once for all deliveries of it and publish its answer, which the
+        log keeps until the broker acknowledged it; returns the answer (None when a delivery
+        of it is running right now, which answers for both)."""
         message_id = command.message_id
         if message_id in self._running:
             log.info("fleet command already running", extra={"command_id": message_id})
@@ -385,8 +410,7 @@ class FleetClient:
                 self.log.finish(message_id, answer)
             finally:
                 self._running.discard(message_id)
-        if publish:
-            await self._deliver(answer)
+        await self._deliver(answer)
         return answer
 
     async def _run(self, command: Command) -> Answer:

@@ -4,8 +4,9 @@ is replayed, arrives again after a restart, or comes over both MQTT and the HTTP
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ import orjson
 import pytest
 
 from openlocker.core.ids import new_id
-from openlocker.kiosk.mqtt import SqliteCommandLog
+from openlocker.core.mqtt import OpenCommand, SyncCommand
+from openlocker.kiosk.boards.bank import Bank
+from openlocker.kiosk.boards.sim import SimBoard
+from openlocker.kiosk.mqtt import Outcome, SqliteCommandLog, agent_commands, sync_row
 from tests.fleet.mqtt.conftest import LiveClock
 from tests.fleet.mqtt.contract import problems
 from tests.fleet.mqtt.harness import Listener, SimKiosk, kiosk, wait_for
@@ -181,29 +185,6 @@ def test_messages_that_break_the_contract_are_refused_and_logged(
     assert locker.pulses(DOOR) == 1
 
 
-def test_the_same_command_over_the_http_sync_and_mqtt_pulses_once(
-    server: Server, locker: SimKiosk
-) -> None:
-    sent = command()
-    assert locker.client is not None
-    row = {k: sent[k] for k in ("expires_at", "compartment_id", "reason")} | {
-        "id": sent["message_id"],
-        "type": "open",
-        "parcel_id": None,
-    }
-    client = locker.client
-
-    async def over_http() -> str | None:
-        answer = await client.execute(client.command_from_sync(row, "A1"), publish=False)
-        return None if answer is None else answer.result
-
-    assert locker.call(over_http) == "opened"
-    server.send(sent)
-    [answer] = server.answer_to(sent["message_id"])
-    assert answer["result"] == "opened"
-    assert locker.pulses(DOOR) == 1
-
-
 def test_the_kiosk_says_it_is_online_heartbeats_and_says_offline_when_stopped(
     root: str, clock: LiveClock, data: Path
 ) -> None:
@@ -227,3 +208,38 @@ def test_the_kiosk_says_it_is_online_heartbeats_and_says_offline_when_stopped(
     ]
     beat = orjson.loads(ear.on(heartbeat)[0])
     assert beat["version"] == "kiosk-test-1" and beat["uptime_seconds"] >= 0
+
+
+def test_the_agents_own_entry_takes_mqtt_commands_as_its_sync_rows() -> None:
+    """``agent_commands`` hands the agent the command as the HTTP sync lists it (same id,
+    so the agent's own once-per-id holds across both ways) and maps its result."""
+    rows: list[dict[str, Any]] = []
+    syncs: list[bool] = []
+    bank = Bank(1, 16)
+    board = SimBoard(bank)
+
+    async def agent_run(row: Mapping[str, Any]) -> str:
+        rows.append(dict(row))
+        if row["compartment_id"] != DOOR:
+            return "unknown_compartment"
+        await board.open((0, 0))
+        return "opened"
+
+    run = agent_commands(agent_run, lambda: syncs.append(True))
+    opened = OpenCommand.model_validate(command(), strict=False)
+    elsewhere = OpenCommand.model_validate(command(compartment_id="cmp_other"), strict=False)
+    sync = SyncCommand.model_validate(
+        {**command(type="sync"), "reason": "config changed"}, strict=False
+    )
+
+    async def scenario() -> list[Outcome]:
+        await board.start()
+        return [await run(opened), await run(elsewhere), await run(sync)]
+
+    outcomes = asyncio.run(scenario())
+    assert [o.result for o in outcomes] == ["opened", "failed", "done"]
+    assert outcomes[1].reason == "door_not_opened"
+    assert rows[0] == sync_row(opened)
+    assert rows[0]["id"] == opened.message_id and rows[0]["type"] == "open"
+    assert syncs == [True]
+    assert bank.snapshot((0, 0)).pulses == 1
