@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/orders.py
 	PYTHONPATH=. $(BIN)/python bench/notify.py
 	PYTHONPATH=. $(BIN)/python bench/pickup_page.py
+	PYTHONPATH=. $(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -276,10 +276,11 @@ def main() -> None:
         key = operator_key(ctx)
         [open_site] = make_sites(ctx, 1, 16)
         fleet = make_sites(ctx, args.kiosks, 1)
+        server_id = f"bench-server-{os.urandom(3).hex()}"
         os.environ.update(
             OPENLOCKER_MQTT_URL=BROKER,
             OPENLOCKER_MQTT_TOPIC_ROOT=root,
-            OPENLOCKER_MQTT_CLIENT_ID=f"bench-server-{os.urandom(3).hex()}",
+            OPENLOCKER_MQTT_CLIENT_ID=server_id,
         )
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"database: {ctx.db.engine.dialect.name}, server workers: {args.workers}")
@@ -336,7 +337,17 @@ def main() -> None:
             )
             kiosks.join(args.seconds + 60)
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        asyncio.run(forget_sessions([server_id, f"kiosk-{open_site}"], root, open_site))
         ctx.db.dispose()
+
+
+async def forget_sessions(client_ids: list[str], root: str, site_id: str) -> None:
+    """Leave the shared broker as found: the persistent sessions and retained messages."""
+    options = Broker.from_url(BROKER).client_options()
+    for client_id in client_ids:
+        async with aiomqtt.Client(**options, identifier=client_id, clean_session=True) as client:
+            for channel in ("presence", "state"):
+                await client.publish(Topics(root).of(site_id, channel), b"", QOS, True)
 
 
 def _recent(ctx: Context, seconds: float) -> datetime:
