@@ -11,7 +11,7 @@ from openlocker.core.context import Context
 from openlocker.core.sql import Tx
 from tests.factories import Factory
 from tests.fleet.helpers import Store, audit_names, event, one, push, sealed_sync, sync
-from tests.orders.helpers import outbox
+from tests.orders.helpers import outbox, place, retailer, zoned_site
 
 
 def test_an_offline_pickup_is_applied_once_at_the_kiosks_time(
@@ -244,3 +244,31 @@ def test_only_the_sites_kiosk_pushes_and_bad_batches_are_refused_whole(
         assert client.post(url, json=body, headers=kiosk.headers).status_code == 422, body
     assert client.post(url, json={"events": []}, headers=kiosk.headers).json() == {"results": []}
     sync(client, site, kiosk, Store())
+
+
+def test_staff_load_an_order_at_the_kiosk_item_by_item(
+    factory: Factory, client: TestClient, ctx: Context, clock: FrozenClock
+) -> None:
+    shop = retailer(factory)
+    site = zoned_site(ctx, {"ambient": "SSS"})
+    kiosk = factory.kiosk(site)
+    order = place(factory, shop, site, [{"size": "S"}, {"size": "S"}]).json()
+    clock.advance(hours=1)
+    store = sealed_sync(ctx, client, site, kiosk, Store())
+    items = sorted(store.expected.values(), key=lambda e: e["tracking_number"])
+    assert {e["order_id"] for e in items} == {order["id"]}
+    loads = [
+        event("deposit", clock.now, parcel_id=e["parcel_id"], compartment_id=e["compartment_id"])
+        for e in items
+    ]
+    assert push(client, site, kiosk, loads[0])[0]["status"] == "applied"
+    assert client.get(f"/v1/orders/{order['id']}", headers=shop.headers).json()["status"] == (
+        "loading"
+    )
+    assert push(client, site, kiosk, loads[1])[0]["status"] == "applied"
+    ready = client.get(f"/v1/orders/{order['id']}", headers=shop.headers).json()
+    assert ready["status"] == "ready"
+    assert outbox(ctx, "kiosk.open_compartment") == []
+    sealed_sync(ctx, client, site, kiosk, store)
+    (credential,) = store.credentials.values()
+    assert credential["order_id"] == order["id"] and len(credential["compartments"]) == 2

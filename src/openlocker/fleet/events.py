@@ -412,17 +412,17 @@ def _deposit(
         "offline": event.offline,
         "courier_id": event.courier_id,
     }
-    if order is not None:
+    if parcel.status == "cancelled":
+        # Physically in the locker, but called off (its order too): it waits for its courier.
+        parcels.do_deposit(ctx, tx, actor, site, parcel, at, door=KIOSK, into=target[0], **data)
+        tx.flush()  # the deposit's change of the parcel goes first (one change of a row each)
+        parcels.do_expire(tx, actor, parcel, at, reason="cancelled_on_server", **data)
+    elif order is not None:
         if order.status not in ("reserved", "loading") or at >= order.collect_by:
             applied.conflicts.append("order_not_loading")
         orders.do_load(
             ctx, tx, actor, site, order, items, [parcel], at, door=KIOSK, into=target[0], **data
         )
-    elif parcel.status == "cancelled":
-        # Physically in the locker, but its carrier called it off: it waits for the courier.
-        parcels.do_deposit(ctx, tx, actor, site, parcel, at, door=KIOSK, into=target[0], **data)
-        tx.flush()  # the deposit's change of the parcel goes first (one change of a row each)
-        parcels.do_expire(tx, actor, parcel, at, reason="cancelled_on_server", **data)
     else:
         parcels.do_deposit_parcel(
             ctx, tx, actor, site, parcel, at, door=KIOSK, into=target[0], **data

@@ -260,17 +260,21 @@ def _touched(tx: Tx, events: list[Row]) -> _Touched:
 
 
 def _load_touched(ctx: Context, tx: Tx, site_id: str, touched: _Touched, page: _Page) -> None:
-    """The current state of everything ``touched``: credential sets of the parcels and
-    orders (an item's order's too), courier codes, expected parcels."""
+    """The current state of everything ``touched``: the parcels (an order's items too) as
+    expected rows, the credential sets of the parcels and orders (an item's order's too),
+    courier codes."""
     orders = set(touched.orders)
-    for chunk in _chunks(touched.parcels):
-        listed, params = _in(chunk, "p")
-        rows = tx.all(
-            f"{_EXPECTED} WHERE p.id IN ({listed}) AND p.site_id = :site ORDER BY p.id",
-            {**params, "site": site_id},
-        )
-        page.expected += _expected(rows)
-        orders.update(row[6] for row in rows if row[6] is not None)
+    parcels: dict[str, Row] = {}
+    for ids, column in ((touched.parcels, "p.id"), (touched.orders, "p.order_id")):
+        for chunk in _chunks(ids):
+            listed, params = _in(chunk, "p")
+            for row in tx.all(
+                f"{_EXPECTED} WHERE {column} IN ({listed}) AND p.site_id = :site",
+                {**params, "site": site_id},
+            ):
+                parcels[row[0]] = row
+    page.expected += _expected([parcels[key] for key in sorted(parcels)])
+    orders.update(row[6] for row in parcels.values() if row[6] is not None)
     sets: dict[str, Row] = {}
     for ids, column in ((touched.parcels, "c.parcel_id"), (orders, "c.order_id")):
         for chunk in _chunks(ids):
