@@ -233,6 +233,8 @@ class FleetClient:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._started = time.monotonic()
         self.connected = asyncio.Event()
+        #: How many times it connected so far (a reconnect counts one more).
+        self.connections = 0
 
     # -- the connection ---------------------------------------------------------------
 
@@ -277,6 +279,7 @@ class FleetClient:
                     await self._publish("state", self._state, retain=True)
                 for answer in self.log.undelivered():
                     await self._deliver(answer)
+                self.connections += 1
                 self.connected.set()
                 log.info("fleet broker connected", extra={"site_id": self.site_id})
                 beating = asyncio.ensure_future(self._heartbeats())

@@ -171,14 +171,16 @@ def test_every_message_on_the_wire_keeps_the_contract(
                 assert answer.status_code == 200, answer.text
             assert answer.json()["result"] == "failed"
             # The connection dies without a DISCONNECT: the broker publishes the last will.
-            connection = locker.client._client._client.socket()  # type: ignore[union-attr]
+            client = locker.client
+            assert client is not None and client.connections == 1
+            connection = client._client._client.socket()  # type: ignore[union-attr]
             connection.shutdown(socket.SHUT_RDWR)
             wait_for(
                 lambda: any(
                     b"connection_lost" in p for p in ear.on(f"{root}/sites/{site}/presence")
                 )
             )
-            locker.wait_connected()
+            wait_for(lambda: client.connections == 2 and client.connected.is_set())
         wait_for(lambda: any(b"shutdown" in p for p in ear.on(f"{root}/sites/{site}/presence")))
     seen: dict[str, int] = {}
     for message in ear.received:
