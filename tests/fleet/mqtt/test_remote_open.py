@@ -104,3 +104,36 @@ def _door(ctx: Context, compartment_id: str) -> str:
             text("SELECT door FROM compartments WHERE id = :id"), {"id": compartment_id}
         ).scalar_one()
     return door
+
+
+def test_a_deposits_door_command_goes_out_over_mqtt_and_leaves_the_http_sync(
+    fleet_factory: Factory,
+    fleet_client: TestClient,
+    fleet_ctx: Context,
+    root: str,
+    clock: LiveClock,
+    data: Path,
+) -> None:
+    """Door commands queued by the lifecycle (a courier's deposit through the API) take the
+    same way. Queued before the kiosk ever connected, the command waits in the HTTP sync;
+    once the kiosk is online it is published again, opens the door once, is answered, and
+    the sync no longer lists it."""
+    site = fleet_factory.site("S")
+    carrier = fleet_factory.org()
+    ids = _compartments(fleet_ctx, site)
+    kiosk_key = fleet_factory.kiosk(site)
+
+    def listed() -> list[str]:
+        synced = fleet_client.get(f"/v1/sites/{site}/kiosk/sync", headers=kiosk_key.headers)
+        assert synced.status_code == 200, synced.text
+        return [c["id"] for c in synced.json()["commands"]]
+
+    parcel = fleet_factory.deposited(carrier, site)
+    [command_id] = listed()
+    with kiosk(site, {ids["A1"]: (0, 0)}, data, root=root, clock=clock) as locker:
+        wait_for(lambda: locker.pulses(ids["A1"]) == 1)
+        wait_for(lambda: listed() == [])
+        assert [c.message_id for c in locker.commands] == [command_id]
+        assert locker.commands[0].parcel_id == parcel["id"]  # type: ignore[union-attr]
+    [answered] = _events(fleet_ctx, "kiosk.command_answered")
+    assert answered["data"]["command_id"] == command_id  # type: ignore[index]
