@@ -110,6 +110,16 @@ class Settings(BaseSettings):
         check_pin_length(length)
         return length
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _readable_mqtt_url(cls, url: str | None) -> str | None:
+        if url:
+            # Imported here: the URL's rules live with the fleet channel's contract.
+            from openlocker.core.mqtt import Broker
+
+            Broker.from_url(url)  # raises ValueError with the reason
+        return url
+
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, name: str) -> str:
