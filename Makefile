@@ -31,6 +31,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/notify.py
 	PYTHONPATH=. $(BIN)/python bench/pickup_page.py
 	PYTHONPATH=. $(BIN)/python bench/kiosk_sync.py
+	PYTHONPATH=. $(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

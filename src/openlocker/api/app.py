@@ -21,6 +21,8 @@ from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.fleet.api import router as fleet_router
+from openlocker.fleet.mqtt.api import router as fleet_mqtt_router
+from openlocker.fleet.mqtt.consumer import FleetConsumer
 from openlocker.lockers.api import router as sites_router
 from openlocker.notify.api import router as outbox_router
 from openlocker.notify.dispatcher import Dispatcher
@@ -82,13 +84,23 @@ def _expire(ctx: Context) -> None:
         )
 
 
-def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
+def create_app(
+    ctx: Context | None = None, *, run_jobs: bool = True, run_fleet: bool | None = None
+) -> FastAPI:
     """The HTTP app over ``ctx`` (from the environment when not given).
 
     With ``run_jobs`` it also expires parcels, seals audit events, queues reminders, runs
     the dispatcher (when a channel is configured) and delivers webhooks in the background.
+    With ``run_fleet`` (default: ``run_jobs``) and ``OPENLOCKER_MQTT_URL`` set it runs the
+    fleet consumer (``fleet.mqtt.consumer``).
     """
     context = ctx or Context.from_settings()
+    # The fleet channel: one consumer leads per network; the routes wake it.
+    fleet = (
+        FleetConsumer(context)
+        if context.settings.mqtt_url and (run_jobs if run_fleet is None else run_fleet)
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +140,8 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
             )
         if transports:
             tasks.append(asyncio.create_task(Dispatcher(context, transports).run()))
+        if fleet is not None:
+            tasks.append(asyncio.create_task(fleet.run()))
         try:
             yield
         finally:
@@ -145,6 +159,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = context
+    app.state.fleet = fleet
     install_error_handlers(app)
     # Added first, so it runs inside the metrics middleware: fast answers are counted too.
     app.add_middleware(HotRoutes, ctx=context, routes=FAST_ROUTES)
@@ -161,6 +176,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         orders_router,
         returns_router,
         fleet_router,
+        fleet_mqtt_router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

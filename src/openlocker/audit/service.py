@@ -114,24 +114,27 @@ class Message:
     site_id: str | None = None
 
 
-def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
-    """Queue side effects in the current transaction, in one statement; they leave after commit."""
+def enqueue(tx: Tx, at: datetime, *messages: Message) -> list[str]:
+    """Queue side effects in the current transaction, in one statement; they leave after commit.
+    Returns the outbox ids, in order (a kiosk command's id is its outbox id)."""
+    ids = [new_id("obx") for _ in messages]
     sql, params = insert_rows(
         "outbox",
         {"created_at": at, "available_at": at, "attempts": 0},
         [
             {
-                "id": new_id("obx"),
+                "id": outbox_id,
                 "topic": message.topic,
                 "parcel_id": message.parcel_id,
                 "payload": tx.json_param(message.payload),
                 "sealed": message.sealed,
                 "site_id": message.site_id,
             }
-            for message in messages
+            for outbox_id, message in zip(ids, messages, strict=True)
         ],
     )
     tx.defer(sql, params)
+    return ids
 
 
 _PENDING = (

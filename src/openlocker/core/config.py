@@ -40,7 +40,28 @@ class Settings(BaseSettings):
     default_timezone: str = "UTC"
     #: Where a phone number given without a country code is read (ISO 3166 code).
     phone_region: str = Field(default="PL", pattern=r"^[A-Z]{2}$")
+    #: The fleet channel's broker: ``mqtt://host:1883``, ``mqtts://user:pass@host`` (TLS,
+    #: port 8883), ``?ca=/path/ca.pem`` for a private CA. Unset: kiosks sync over HTTP alone.
     mqtt_url: str | None = None
+    #: Every fleet topic starts with it (``docs/fleet.md``); one broker can carry several
+    #: networks under different roots.
+    mqtt_topic_root: str = Field(
+        default="openlocker/v1", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$"
+    )
+    #: The server's MQTT client id: one persistent session per network, held by one process.
+    mqtt_client_id: str = Field(default="openlocker-server", min_length=1, max_length=64)
+    #: A kiosk that sent nothing for this long is marked offline and ``kiosk_silent`` raised.
+    fleet_silence_seconds: float = Field(default=45.0, gt=0)
+    #: How often the consumer writes what kiosks sent (one transaction for all of it).
+    fleet_flush_seconds: float = Field(default=0.1, gt=0)
+    #: How often the consumer looks for commands to publish when nothing woke it.
+    fleet_poll_seconds: float = Field(default=0.5, gt=0)
+    #: An unanswered command is published again after this long, until it expires.
+    fleet_command_retry_seconds: float = Field(default=5.0, gt=0)
+    #: How long ``POST /v1/compartments/{id}/open`` waits for the kiosk's answer.
+    fleet_open_wait_seconds: float = Field(default=5.0, ge=0, le=30)
+    #: How often a process that is not the consumer tries to become it.
+    fleet_leader_retry_seconds: float = Field(default=5.0, gt=0)
     base_url: str = "http://127.0.0.1:8000"
     pin_length: int = Field(default=8, ge=6, le=12)
     default_dwell_hours: int = Field(default=72, ge=1)
@@ -88,6 +109,16 @@ class Settings(BaseSettings):
 
         check_pin_length(length)
         return length
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _readable_mqtt_url(cls, url: str | None) -> str | None:
+        if url:
+            # Imported here: the URL's rules live with the fleet channel's contract.
+            from openlocker.core.mqtt import Broker
+
+            Broker.from_url(url)  # raises ValueError with the reason
+        return url
 
     @field_validator("default_timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from openlocker.access import models as access_models
 from openlocker.audit import models as audit_models
 from openlocker.fleet import models as fleet_models
+from openlocker.fleet.mqtt import models as fleet_mqtt_models
 from openlocker.lockers import models as lockers_models
 from openlocker.notify import models as notify_models
 from openlocker.orders import models as orders_models
@@ -16,6 +17,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "fleet_models",
+    "fleet_mqtt_models",
     "lockers_models",
     "notify_models",
     "orders_models",
