@@ -19,6 +19,8 @@ from openlocker.api.fastpath import HotRoutes
 from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
+from openlocker.directory import scim
+from openlocker.directory.api import router as directory_router
 from openlocker.lockers.api import router as sites_router
 from openlocker.notify.api import router as outbox_router
 from openlocker.notify.dispatcher import Dispatcher
@@ -132,6 +134,8 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         webhooks_router,
         orders_router,
         returns_router,
+        directory_router,
+        scim.router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")
