@@ -7,7 +7,7 @@ from httpx import Response
 
 from openlocker.core.clock import FrozenClock
 from openlocker.directory import service
-from openlocker.directory.search import Candidate, fold, matches, query_words, rank, search_key
+from openlocker.directory.search import fold, matches, query_words, search_key
 from tests.directory.helpers import add_entry, building, events
 from tests.factories import Factory
 
@@ -34,19 +34,6 @@ def test_every_word_must_begin_a_word_of_the_name_or_unit() -> None:
     assert matches(key, query_words("12"))
     assert not matches(key, query_words("owak"))  # inside a word, not its start
     assert not matches(key, query_words("nowak 13"))
-
-
-def test_rank_puts_the_exact_unit_first_then_names_that_begin_with_the_query() -> None:
-    ranked = rank(
-        [
-            Candidate("c", "Zenon Kowal", "12"),
-            Candidate("b", "Adam Nowak", "120"),
-            Candidate("a", "12 Angry Men Ltd", "3"),
-            Candidate("d", "Beata Kowal", "12"),
-        ],
-        query_words("12"),
-    )
-    assert [c.id for c in ranked] == ["d", "c", "a", "b"]
 
 
 def _search(
@@ -119,3 +106,25 @@ def test_searches_past_the_limit_are_refused_until_the_next_minute(
     ]
     clock.advance(seconds=60)
     assert _search(factory, here.site_id, here.kiosk.headers, "anna").status_code == 200
+
+
+def test_the_unit_typed_whole_comes_first_then_names_that_begin_with_the_query(
+    factory: Factory,
+) -> None:
+    here = building(factory)
+    for name, unit in (
+        ("Zenon Kowal", "12"),
+        ("Adam Nowak", "120"),
+        ("12 Angry Men Ltd", "3"),
+        ("Beata Kowal", "12"),
+        ("Łukasz Mały", "12"),
+    ):
+        add_entry(factory, here, display_name=name, unit=unit)
+    found = _search(factory, here.site_id, here.kiosk.headers, "12").json()["items"]
+    assert [i["display_name"] for i in found] == [
+        "Beata Kowal",
+        "Łukasz Mały",  # folded: after b, before z
+        "Zenon Kowal",
+        "12 Angry Men Ltd",
+        "Adam Nowak",
+    ]

@@ -2,8 +2,9 @@
 
 Names and units are folded (``fold``): case and accents go, and so do the letters Unicode
 does not decompose (``ł``, ``ø``, ``æ`` …), so ``lodz`` finds ``Łódź``. Each word of the query
-must begin a word of the entry's name or unit; an exact unit comes first, then entries whose
-name begins with the query, then the rest, each by name.
+must begin a word of the entry's name or unit; the unit typed whole comes first, then entries
+whose name begins with the query, then the rest, each kind by folded name
+(``rank_patterns``). The database does the matching and the order, in one statement.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 #: Letters without a decomposition into a base letter and marks, and what they fold to.
 _LETTERS = str.maketrans(
@@ -51,37 +51,19 @@ def query_words(query: str) -> list[str]:
 
 
 def like_patterns(words: Sequence[str]) -> list[str]:
-    r"""A ``LIKE … ESCAPE '\'`` pattern per word: it begins a word of the search key."""
-    return ["% " + re.sub(r"([\\%_])", r"\\\1", word) + "%" for word in words]
+    """A ``LIKE`` pattern per word: it begins a word of the search key. Folded words hold
+    letters and digits only, so none has a wildcard to escape."""
+    return [f"% {word}%" for word in words]
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """An entry that matched every word, as the ranking sees it."""
-
-    id: str
-    display_name: str
-    unit: str | None
+def rank_patterns(words: Sequence[str]) -> tuple[str, str]:
+    """``LIKE`` patterns of the two best kinds of match: the key ends with the words (the
+    unit typed whole: ``12a`` for unit 12A), and it begins with them (the name typed from
+    its start). The rest come after, by folded name."""
+    typed = " ".join(words)
+    return f"% {typed}", f" {typed}%"
 
 
 def matches(key: str, words: Sequence[str]) -> bool:
-    """Whether every word begins a word of ``key`` (what the SQL patterns ask)."""
+    """Whether every word begins a word of ``key`` (what ``like_patterns`` ask)."""
     return all(f" {word}" in key for word in words)
-
-
-def rank(candidates: Sequence[Candidate], words: Sequence[str]) -> list[Candidate]:
-    """Best first: the unit typed exactly, then names that begin with the query, then the
-    rest; ties by folded name, then unit, then id (stable across calls)."""
-    typed = " ".join(words)
-
-    def order(candidate: Candidate) -> tuple[int, str, str, str]:
-        name = fold(candidate.display_name)
-        if candidate.unit is not None and fold(candidate.unit) == typed:
-            group = 0
-        elif name.startswith(typed):
-            group = 1
-        else:
-            group = 2
-        return group, name, fold(candidate.unit or ""), candidate.id
-
-    return sorted(candidates, key=order)
