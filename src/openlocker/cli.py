@@ -217,21 +217,22 @@ def _print_import(report: ImportReport, verbose: bool) -> None:
     for row in report.rows:
         if verbose or row.outcome == "rejected":
             where = f"line {row.line}" if row.line is not None else "not in the file"
-            what = row.reason if row.outcome == "rejected" else row.entry_id
+            what = row.reason if row.outcome == "rejected" else row.entry_id or ""
             console.print(
                 f"  {where}: {row.outcome} {what}", markup=False, highlight=False, soft_wrap=True
             )
     counts = (
         f"{report.created} created, {report.updated} updated, {report.deactivated} deactivated,"
-        f" {report.unchanged} unchanged, {report.rejected} rejected"
+        f" {report.unchanged} unchanged"
     )
     if report.rejected:
         console.print(
-            f"[red]Nothing imported[/]: {counts}. Fix the rejected lines and import again.",
+            f"[red]Nothing imported[/]: {report.rejected} rejected (the rest would be {counts})."
+            " Fix the rejected lines and import again.",
             soft_wrap=True,
         )
     elif report.dry_run:
-        console.print(f"[yellow]Dry run, nothing written[/]: {counts}.", soft_wrap=True)
+        console.print(f"[yellow]Dry run, nothing written[/]: would be {counts}.", soft_wrap=True)
     else:
         console.print(f"[green]Imported[/] into {report.site_id}: {counts}.", soft_wrap=True)
 

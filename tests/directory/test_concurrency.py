@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from openlocker.core.context import Context
-from openlocker.core.errors import DomainError
+from openlocker.core.errors import Conflict
 from openlocker.directory import service
 from openlocker.directory.schemas import EntryIn, OpenDepositIn
 from openlocker.directory.service import OPEN_DEPOSIT_ORG
 from openlocker.orgs.service import access_principal
 from tests.directory.helpers import add_entry, building, events
 from tests.factories import Factory
+from tests.lockers.test_concurrency import _race
 
 RACERS = 16
-
-
-def _race(calls: list[Callable[[], str]]) -> tuple[Counter[str], list[str]]:
-    """Run every call at once: outcomes by error code (``ok`` for a result), and results."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: Counter[str] = Counter()
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def run(call: Callable[[], str]) -> None:
-        barrier.wait()
-        try:
-            result = call()
-        except DomainError as error:
-            outcome = error.code
-        except IntegrityError:
-            outcome = "integrity"
-        else:
-            outcome = "ok"
-            with lock:
-                results.append(result)
-        with lock:
-            outcomes[outcome] += 1
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return outcomes, results
 
 
 def test_racing_open_deposits_fill_each_compartment_once(factory: Factory, ctx: Context) -> None:
@@ -102,7 +71,10 @@ def test_racing_identity_providers_create_one_entry(factory: Factory, ctx: Conte
     user = EntryIn(display_name="Anna", email="anna@example.com", user_name="anna@example.com")
 
     def create() -> str:
-        return service.create_entry(ctx, keeper, here.site_id, user, source="scim").id
+        try:
+            return service.create_entry(ctx, keeper, here.site_id, user, source="scim").id
+        except IntegrityError as error:  # the API answers it 409 concurrent_conflict
+            raise Conflict("lost the race", code="integrity") from error
 
     outcomes, won = _race([create for _ in range(8)])
     assert outcomes["ok"] == 1 and len(won) == 1

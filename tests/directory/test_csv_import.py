@@ -162,6 +162,10 @@ def test_deactivate_missing_and_dry_run(factory: Factory, ctx: Context) -> None:
     assert not dry.applied and dry.deactivated == 2 and dry.unchanged == 1
     assert [r.line for r in dry.rows] == [2, None, None]
     assert all(row[4] for row in _rows(ctx, here.site_id).values())
+    before = _rows(ctx, here.site_id)
+    newcomer = _import(ctx, here.site_id, "display_name,email\nNew,new@example.com\n", dry_run=True)
+    assert [(r.outcome, r.entry_id) for r in newcomer.rows] == [("created", None)]
+    assert _rows(ctx, here.site_id) == before
 
     done = _import(ctx, here.site_id, only_anna, deactivate_missing=True)
     assert done.applied and done.deactivated == 2

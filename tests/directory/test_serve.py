@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -93,6 +94,20 @@ def test_import_then_open_deposit_through_a_real_server(
         assert outbox[0]["state"] == "sent", outbox
         mailbox = http.get("/demo/mailbox")
         assert mailbox.status_code == 200 and "lucja@example.com" in mailbox.text
+
+        # Couriers at once for the two compartments left (an S and an M, which an S fits):
+        # the two worker processes never hand one out twice.
+        def drop(n: int) -> httpx.Response:
+            body = {"entry_id": lucja["id"], "size": "S", "tracking_number": f"RUSH-{n}"}
+            return http.post(
+                f"/v1/sites/{here.site_id}/open-deposits", json=body, headers=here.kiosk.headers
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(drop, range(8)))
+        won = [a.json()["compartment"]["id"] for a in answers if a.status_code == 201]
+        assert sorted(a.json().get("code", "ok") for a in answers) == ["ok"] * 2 + ["site_full"] * 6
+        assert len(set(won)) == 2 and deposit.json()["compartment"]["id"] not in won
 
     with ctx.db.engine.connect() as conn:
         sent_to = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.core.green import run_in_greenlet
@@ -18,9 +18,9 @@ from openlocker.directory.schemas import (
     OpenDepositIn,
     OpenDepositOut,
 )
+from openlocker.parcels.api import IdempotencyKey
 
 router = APIRouter(prefix="/v1/sites/{site_id}", tags=["directory"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 @router.get("/directory/entries")

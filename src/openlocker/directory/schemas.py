@@ -41,19 +41,11 @@ def describe(error: ValidationError) -> str:
     )
 
 
-def _phone(phone: str | None) -> str | None:
-    return None if phone is None else normalise_phone(phone, get_settings().phone_region)
+class EntryChange(Strict):
+    """Fields of an entry to change (``null`` clears an optional one); the entry must stay
+    reachable. ``EntryIn`` is the same with a name required."""
 
-
-def _email(email: str | None) -> str | None:
-    # One spelling per address, so an import or an identity provider finds the entry again.
-    return None if email is None else email.lower()
-
-
-class EntryIn(Strict):
-    """A directory entry as written: a name to be found by, and a way to reach them."""
-
-    display_name: Name
+    display_name: Name | None = None
     unit: Unit | None = None
     email: EmailStr | None = None
     #: Stored in E.164; a number without a country code is read in ``OPENLOCKER_PHONE_REGION``
@@ -65,19 +57,34 @@ class EntryIn(Strict):
     external_id: Identifier | None = None
     given_name: Part | None = None
     family_name: Part | None = None
-    #: The SCIM ``userName`` (set by an identity provider).
-    user_name: Identifier | None = None
-    active: bool = True
+    active: bool | None = None
 
     @field_validator("phone")
     @classmethod
     def _e164(cls, phone: str | None) -> str | None:
-        return _phone(phone)
+        return None if phone is None else normalise_phone(phone, get_settings().phone_region)
 
     @field_validator("email")
     @classmethod
     def _lower(cls, email: str | None) -> str | None:
-        return _email(email)
+        # One spelling per address, so an import or an identity provider finds the entry again.
+        return None if email is None else email.lower()
+
+    @model_validator(mode="after")
+    def _required_stay(self) -> EntryChange:
+        for name in ("display_name", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class EntryIn(EntryChange):
+    """A directory entry as written: a name to be found by, and a way to reach them."""
+
+    display_name: Name
+    #: The SCIM ``userName`` (set by an identity provider).
+    user_name: Identifier | None = None
+    active: bool = True
 
     @model_validator(mode="after")
     def _reachable(self) -> EntryIn:
@@ -95,37 +102,6 @@ class EntryIn(Strict):
         only the rules across fields are checked again (``ValueError``). An import of
         thousands of rows validates each email and phone once, not twice."""
         return cls.model_construct(**values).check_reachable()
-
-
-class EntryChange(Strict):
-    """Fields to change (``null`` clears an optional one); the entry must stay reachable."""
-
-    display_name: Name | None = None
-    unit: Unit | None = None
-    email: EmailStr | None = None
-    phone: str | None = Field(default=None, max_length=32)
-    language: Language | None = None
-    external_id: Identifier | None = None
-    given_name: Part | None = None
-    family_name: Part | None = None
-    active: bool | None = None
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, phone: str | None) -> str | None:
-        return _phone(phone)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, email: str | None) -> str | None:
-        return _email(email)
-
-    @model_validator(mode="after")
-    def _required_stay(self) -> EntryChange:
-        for name in ("display_name", "active"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class _WithoutNulls(BaseModel):

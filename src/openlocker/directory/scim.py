@@ -680,6 +680,23 @@ def get_user(entry_id: str, request: Request, ctx: CtxDep, principal: PrincipalD
     )
 
 
+def _modified(
+    ctx: Context,
+    request: Request,
+    principal: Principal,
+    entry_id: str,
+    change: Callable[[EntryRow], EntryIn],
+    if_match: str | None,
+) -> Response:
+    """A PUT's or PATCH's answer: the User after ``change``, applied to it as stored."""
+    site = _site(principal, request)
+    version = _version(if_match)
+    entry = service.modify_entry(
+        ctx, principal, site, entry_id, change, source="scim", version=version
+    )
+    return _user(ctx, request, entry)
+
+
 @users.put("/Users/{entry_id}")
 def replace_user(
     entry_id: str,
@@ -689,16 +706,14 @@ def replace_user(
     principal: PrincipalDep,
     if_match: IF_MATCH = None,
 ) -> Response:
-    entry = service.modify_entry(
+    return _modified(
         ctx,
+        request,
         principal,
-        _site(principal, request),
         entry_id,
         lambda entry: from_resource(body, unit_if_absent=entry.unit),
-        source="scim",
-        version=_version(if_match),
+        if_match,
     )
-    return _user(ctx, request, entry)
 
 
 @users.patch("/Users/{entry_id}")
@@ -711,16 +726,9 @@ def patch_user(
     if_match: IF_MATCH = None,
 ) -> Response:
     url = _users_url(ctx, request)
-    entry = service.modify_entry(
-        ctx,
-        principal,
-        _site(principal, request),
-        entry_id,
-        lambda entry: patched(entry, body, url),
-        source="scim",
-        version=_version(if_match),
+    return _modified(
+        ctx, request, principal, entry_id, lambda entry: patched(entry, body, url), if_match
     )
-    return _user(ctx, request, entry)
 
 
 @users.delete("/Users/{entry_id}", status_code=204)

@@ -864,6 +864,9 @@ def import_entries(
             writes.append((entry, {"active": False}))
         report.rows.sort(key=lambda r: (r.line is None, r.line or 0))
         if report.rejected or dry_run:
+            for line in report.rows:
+                if line.outcome == "created":
+                    line.entry_id = None  # an id is given only when the entry is made
             return report
         _insert(tx, new_rows)
         record_all(
