@@ -41,31 +41,16 @@ def add_entry(factory: Factory, where: Building, **fields: Any) -> dict[str, Any
 
 
 def courier(
-    ctx: Context, org_id: str, *, active: bool = True, sites: tuple[str, ...] | None = None
+    factory: Factory, carrier: Org, *, active: bool = True, sites: tuple[str, ...] | None = None
 ) -> str:
-    """A courier code row of ``org_id``'s (valid everywhere, or at ``sites`` only)."""
-    courier_id = new_id("cou")
-    with ctx.db.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO courier_codes (id, org_id, name, code_digest, code_sealed,"
-                " all_sites, active, created_at) VALUES (:id, :org, 'Courier', :digest, 'x',"
-                " :all_sites, :active, :at)"
-            ),
-            {
-                "id": courier_id,
-                "org": org_id,
-                "digest": new_id("d"),
-                "all_sites": sites is None,
-                "active": active,
-                "at": ctx.clock(),
-            },
-        )
-        for site_id in sites or ():
-            conn.execute(
-                text("INSERT INTO courier_code_sites (courier_id, site_id) VALUES (:c, :s)"),
-                {"c": courier_id, "s": site_id},
-            )
+    """A courier code of ``carrier``'s, through its API (valid everywhere, or at ``sites``)."""
+    body = {"name": "Courier", "site_ids": list(sites) if sites else None}
+    made = factory.client.post("/v1/couriers", json=body, headers=carrier.headers)
+    assert made.status_code == 201, made.text
+    courier_id: str = made.json()["id"]
+    if not active:
+        gone = factory.client.delete(f"/v1/couriers/{courier_id}", headers=carrier.headers)
+        assert gone.status_code == 200, gone.text
     return courier_id
 
 

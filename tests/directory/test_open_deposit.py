@@ -67,7 +67,12 @@ def test_a_deposit_for_an_entry_reaches_the_recipient_who_picks_it_up(
     assert parcel["compartment"] == deposit["compartment"]
 
     topics = [topic for topic, _, _ in _messages(ctx, deposit["parcel_id"])]
-    assert topics == ["webhook.carrier", "webhook.carrier", "recipient.pickup_ready"]
+    assert topics == [
+        "webhook.carrier",
+        "kiosk.open_compartment",
+        "webhook.carrier",
+        "recipient.pickup_ready",
+    ]
     assert _doors(ctx) == [deposit["compartment"]["id"]]
     _, payload, sealed = _messages(ctx, deposit["parcel_id"])[-1]
     assert payload["recipient"] == {
@@ -105,7 +110,7 @@ def test_a_signed_in_courier_deposits_for_their_carrier(factory: Factory, ctx: C
     here, there = building(factory), building(factory)
     entry = add_entry(factory, here)
     carrier = factory.org()
-    everywhere = courier(ctx, carrier.id)
+    everywhere = courier(factory, carrier)
     deposit = _deposit(factory, here, entry_id=entry["id"], size="S", courier_id=everywhere).json()
     assert deposit["carrier_org_id"] == carrier.id and deposit["courier_id"] == everywhere
     # The carrier sees its parcel and is told of it like any other.
@@ -116,9 +121,9 @@ def test_a_signed_in_courier_deposits_for_their_carrier(factory: Factory, ctx: C
     assert {p["org_id"] for p in webhook} == {carrier.id}
     assert events(ctx, "parcel.deposited")[0][1]["courier_id"] == everywhere
 
-    elsewhere = courier(ctx, carrier.id, sites=(there.site_id,))
-    here_only = courier(ctx, carrier.id, sites=(here.site_id,))
-    retired = courier(ctx, carrier.id, active=False)
+    elsewhere = courier(factory, carrier, sites=(there.site_id,))
+    here_only = courier(factory, carrier, sites=(here.site_id,))
+    retired = courier(factory, carrier, active=False)
     for courier_id, status, code in (
         (elsewhere, 403, "courier_not_at_site"),
         (retired, 403, "courier_inactive"),
@@ -205,4 +210,8 @@ def test_a_retried_deposit_answers_as_the_first_and_opens_nothing_more(
     assert other.json()["code"] == "idempotency_key_reused"
     with ctx.db.engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM parcels")).scalar_one() == 1
+    assert _doors(ctx) == [first.json()["compartment"]["id"]]
+    # A kiosk that opens the door itself on the answer gets no command for it.
+    by_kiosk = _deposit(factory, here, entry_id=entry["id"], size="S", door="kiosk")
+    assert by_kiosk.status_code == 201
     assert _doors(ctx) == [first.json()["compartment"]["id"]]

@@ -97,10 +97,22 @@ def test_migration_0009_down_and_up_keeps_sets_and_compartments(
     site = factory.site("SM")
     parcel = factory.deposited(carrier, site)
     _migrate(ctx, "0007", down=True)
-    with ctx.db.engine.connect() as conn:
+    with ctx.db.engine.begin() as conn:
         columns = conn.execute(text("SELECT * FROM credential_sets")).keys()
+        # A door command from before: no kiosk ever fetched it, and it has no expiry.
+        conn.execute(
+            text(
+                "INSERT INTO outbox (id, topic, payload, created_at, available_at, attempts,"
+                " state) VALUES ('obx_old', 'kiosk.open_compartment', '{}', :now, :now, 0,"
+                " 'pending')"
+            ),
+            {"now": ctx.clock().replace(tzinfo=None)},
+        )
     assert "kiosk_pin" not in columns
     _migrate(ctx, "head")
+    with ctx.db.engine.connect() as conn:
+        old = conn.execute(text("SELECT state, site_id FROM outbox WHERE id = 'obx_old'")).one()
+    assert tuple(old) == ("skipped", None)
     ctx.cache.clear()
     with ctx.db.engine.connect() as conn:
         rows = conn.execute(

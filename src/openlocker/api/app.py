@@ -21,6 +21,7 @@ from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
 from openlocker.directory import scim
 from openlocker.directory.api import router as directory_router
+from openlocker.fleet.api import router as fleet_router
 from openlocker.lockers.api import router as sites_router
 from openlocker.notify.api import router as outbox_router
 from openlocker.notify.dispatcher import Dispatcher
@@ -134,6 +135,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         webhooks_router,
         orders_router,
         returns_router,
+        fleet_router,
         directory_router,
         scim.router,
     ):

@@ -158,6 +158,9 @@ class OpenDepositIn(Strict):
     compartment_id: str | None = Field(default=None, min_length=1, max_length=40)
     #: The label's tracking number, when the kiosk scanned it; else one is made up.
     tracking_number: TrackingNumber | None = None
+    #: ``kiosk``: the calling kiosk opens the door itself on the answer, so no door command
+    #: is queued; ``command`` (default): the server sends one, as for a pickup.
+    door: Literal["command", "kiosk"] = "command"
 
 
 class OpenDepositOut(_WithoutNulls):

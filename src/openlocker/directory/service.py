@@ -652,8 +652,9 @@ def open_deposit(
     """A courier at the site's kiosk drops a parcel for a directory entry.
 
     The parcel goes through the lifecycle's announce and deposit (``parcels.do_announce``,
-    ``parcels.do_deposit_and_issue``) in one transaction: its events carry ``open_deposit``,
-    the entry and the courier; the door opens, the recipient is sent their credentials
+    ``parcels.do_deposit_parcel``) in one transaction: its events carry ``open_deposit``,
+    the entry and the courier; the door opens (by a command, or ``door: kiosk`` by the
+    kiosk itself), the recipient is sent their credentials
     (``notify: openlocker``), the carrier its webhooks. The carrier is the signed-in
     courier's organization, else ``OPEN_DEPOSIT_ORG``. A retry with the same
     ``Idempotency-Key`` answers as the first time, and nothing opens again.
@@ -690,15 +691,17 @@ def open_deposit(
             recipient=recipient_of(entry),
             notify="openlocker",
         )
-        data = {"open_deposit": True, "entry_id": entry.id, "courier_id": courier}
+        data: dict[str, Any] = {"open_deposit": True, "entry_id": entry.id, "courier_id": courier}
         parcel = parcels.do_announce(ctx, tx, principal.actor, carrier, announced, **data)
-        parcels.do_deposit_and_issue(
+        door = parcels.KIOSK_OPENED if request.door == "kiosk" else parcels.commanded(ctx)
+        parcels.do_deposit_parcel(
             ctx,
             tx,
             principal.actor,
             site,
             parcel,
             now,
+            door=door,
             compartment_id=request.compartment_id,
             **data,
         )

@@ -53,6 +53,37 @@ SYSTEM_EXPIRY = Actor("system:expiry")
 LINK_HOLDER = Actor("recipient:link")
 
 
+@dataclass(frozen=True, slots=True)
+class Door:
+    """How a use case's doors open. With ``command_ttl`` the server tells the site's kiosk
+    to open them (``kiosk.open_compartment``, which the kiosk may run for that long); without
+    it the kiosk opened them itself (its own pickup or deposit, reported afterwards, or its
+    ``door: "kiosk"`` call) and no command is queued."""
+
+    command_ttl: timedelta | None
+
+    def commands(
+        self, site_id: str, compartment: Claimed, now: datetime, *, reason: str, parcel_id: str
+    ) -> list[Message]:
+        """The door command for ``compartment``, if the server is the one to open it."""
+        if self.command_ttl is None:
+            return []
+        return [
+            open_door(
+                site_id, compartment, now, self.command_ttl, reason=reason, parcel_id=parcel_id
+            )
+        ]
+
+
+def commanded(ctx: Context) -> Door:
+    """Doors the server opens by a command valid for ``OPENLOCKER_COMMAND_TTL_S``."""
+    return Door(timedelta(seconds=ctx.settings.command_ttl_s))
+
+
+#: Doors the kiosk opened itself: nothing is queued.
+KIOSK_OPENED = Door(None)
+
+
 @dataclass(frozen=True)
 class Answer:
     """A use case's result as the API returns it; ``replayed`` for idempotent retries."""
@@ -219,10 +250,12 @@ def _set(tx: Tx, parcel: ParcelRow, **changes: Any) -> None:
     tx.defer(f"UPDATE parcels SET {assignments} WHERE id = :id", {**changes, "id": parcel.id})
 
 
-def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
+def _free_compartment(tx: Tx, compartment_id: str) -> None:
+    """A compartment whose parcel left is free again, unless it is out of service (its door
+    or lock failed while the parcel was inside)."""
     tx.defer(
-        "UPDATE compartments SET state = :state WHERE id = :id",
-        {"state": state, "id": compartment_id},
+        "UPDATE compartments SET state = 'free' WHERE id = :id AND state <> 'out_of_service'",
+        {"id": compartment_id},
     )
 
 
@@ -524,14 +557,15 @@ def deposit(
         if parcel.status != "announced":
             raise _transition_error(parcel.status, "deposited")
         site = access_site_info(ctx, tx, parcel.site_id)
-        pickup = do_deposit_and_issue(ctx, tx, principal.actor, site, parcel, ctx.clock())
+        now = ctx.clock()
+        pickup = do_deposit_parcel(ctx, tx, principal.actor, site, parcel, now, door=commanded(ctx))
         answer = Answer(200, parcel_view(parcel))
         if idempotency_key is not None:
             _remember(tx, ctx, principal.org_id, endpoint, idempotency_key, digest, answer)
     return replace(answer, parcel=answer.parcel.model_copy(update={"pickup": pickup}))
 
 
-def do_deposit_and_issue(
+def do_deposit_parcel(
     ctx: Context,
     tx: Tx,
     actor: Actor,
@@ -539,12 +573,25 @@ def do_deposit_and_issue(
     parcel: ParcelRow,
     now: datetime,
     *,
+    door: Door,
+    into: str | None = None,
     compartment_id: str | None = None,
     **data: Any,
 ) -> PickupCredentials | None:
-    """``do_deposit`` and the parcel's pickup credentials: returned for ``notify: sender``,
-    else queued for the recipient."""
-    do_deposit(ctx, tx, actor, site, parcel, now, compartment_id=compartment_id, **data)
+    """Deposit a parcel (``do_deposit``) and issue its credentials: returned for ``notify:
+    sender``, else queued for the recipient."""
+    do_deposit(
+        ctx,
+        tx,
+        actor,
+        site,
+        parcel,
+        now,
+        door=door,
+        into=into,
+        compartment_id=compartment_id,
+        **data,
+    )
     pickup, message = _issue(tx, ctx, parcel, site)
     if message is not None:
         enqueue(tx, now, message)
@@ -559,15 +606,24 @@ def do_deposit(
     parcel: ParcelRow,
     now: datetime,
     *,
+    door: Door,
     latest: datetime | None = None,
+    into: str | None = None,
     compartment_id: str | None = None,
     **data: Any,
 ) -> Claimed:
-    """Put an announced parcel (locked) in its reserved compartment, else ``compartment_id``
-    (``compartment_unavailable`` unless it is free and fits), else the best free one: the
-    door opens, the carrier is told. Its deadline is the zone's dwell time from now, or
-    ``latest`` when that comes first; ``data`` joins the audit event's. The caller issues
-    credentials."""
+    """Put an announced parcel (locked) in its reserved compartment or the best free one: the
+    door opens (``door``), the carrier is told. Its deadline is the zone's dwell time from
+    now, or ``latest`` when that comes first. The caller issues credentials.
+
+    ``into`` puts it in that compartment of the site instead (the kiosk put it there; the
+    caller has moved any other parcel out of it), freeing a reservation elsewhere.
+    ``compartment_id`` (for a parcel without a reservation) claims that compartment as the
+    best free one would be claimed, or raises ``compartment_unavailable`` unless it is a
+    free one of the site that fits. ``data`` joins the audit event's."""
+    if into is not None and into != parcel.compartment_id:
+        _release_compartment(tx, parcel)
+        parcel.compartment_id = into
     if parcel.compartment_id is not None:
         reserved = tx.one(
             "UPDATE compartments SET state = 'occupied', use_count = use_count + 1"
@@ -602,7 +658,8 @@ def do_deposit(
         data={"label": claimed.label, **data},
     )
     # Queued before the credentials so that they ride in the same statement.
-    enqueue(tx, now, open_door(site.id, claimed), webhook(parcel, "parcel.deposited", now))
+    opens = door.commands(site.id, claimed, now, reason="deposit", parcel_id=parcel.id)
+    enqueue(tx, now, *opens, webhook(parcel, "parcel.deposited", now))
     return claimed
 
 
@@ -742,7 +799,7 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "expired":
             raise _transition_error(parcel.status, "returned")
-        do_retrieve(tx, principal.actor, parcel, ctx.clock())
+        do_retrieve(tx, principal.actor, parcel, ctx.clock(), door=commanded(ctx))
         return parcel_view(parcel)
 
 
@@ -774,10 +831,12 @@ def do_move_deadline(
     enqueue(tx, now, message)
 
 
-def do_retrieve(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+def do_retrieve(
+    tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, *, door: Door, **data: Any
+) -> None:
     """A courier takes a parcel (locked) out: an expired one is ``returned``, a return
-    ``awaiting_collection`` is ``collected``. Its door opens, its carrier is told; ``data``
-    joins the audit event's."""
+    ``awaiting_collection`` is ``collected``. Its door opens (``door``), its carrier is told;
+    ``data`` joins the audit event's."""
     if parcel.status == "awaiting_collection":
         status, event = "collected", "parcel.collected"
         _set(tx, parcel, status=status, collected_at=now)
@@ -786,8 +845,11 @@ def do_retrieve(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: 
         _set(tx, parcel, status=status, returned_at=now)
     messages = [webhook(parcel, event, now)]
     if parcel.compartment_id is not None:
-        _set_compartment_state(tx, parcel.compartment_id, "free")
-        messages.insert(0, open_door(parcel.site_id, _compartment_of(parcel)))
+        _free_compartment(tx, parcel.compartment_id)
+        opens = door.commands(
+            parcel.site_id, _compartment_of(parcel), now, reason="retrieval", parcel_id=parcel.id
+        )
+        messages[:0] = opens
     record(
         tx,
         event,
@@ -811,6 +873,7 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     """
     principal.check_kiosk(site_id)
     kind, secret = request.kind_and_secret
+    door = KIOSK_OPENED if request.door == "kiosk" else commanded(ctx)
     failure: DomainError | None = None
     with ctx.db.sql.transaction() as tx:
         site = access_site_info(ctx, tx, site_id)
@@ -833,7 +896,7 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                     data["refused_before"] = counted.refused_before
                 record(tx, "pickup.failed", principal.actor, now, site_id=site.id, data=data)
         else:
-            return _do_pickup(tx, principal.actor, site, match, kind, now)
+            return _do_pickup(tx, principal.actor, site, match, kind, now, door=door)
     raise failure
 
 
@@ -913,7 +976,7 @@ def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupO
         now = ctx.clock()
         access.check_presence_allowed(link, now)
         if presence.is_present(ctx.keyring, site.id, presence_code, now):
-            return _do_pickup(tx, LINK_HOLDER, site, match, "link", now)
+            return _do_pickup(tx, LINK_HOLDER, site, match, "link", now, door=commanded(ctx))
         lockout = access.do_count_presence_failure(tx, link, now)
         record(
             tx,
@@ -934,17 +997,25 @@ def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupO
 
 
 def _do_pickup(
-    tx: Tx, actor: Actor, site: SiteInfo, match: access.Match, kind: str, now: datetime
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    match: access.Match,
+    kind: str,
+    now: datetime,
+    *,
+    door: Door,
 ) -> PickupOut:
     if match.order_id is not None:
         # Imported here: orders build on the parcel lifecycle, not the other way round.
         from openlocker.orders.service import do_pick_up_order
 
-        return do_pick_up_order(tx, actor, site, match.order_id, kind, now)
+        return do_pick_up_order(tx, actor, site, match.order_id, kind, now, door=door)
     if match.status != "deposited" or match.compartment_id is None:
         raise _transition_error(match.status, "picked up")
     access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
-    compartment = do_pick_up_item(tx, actor, site, match, kind, now)
+    compartment = do_pick_up_item(tx, actor, site, match, kind, now, door=door)
+    assert compartment is not None, "a deposited parcel is in a compartment"
     return PickupOut(
         parcel_id=match.parcel_id,
         tracking_number=match.tracking_number,
@@ -961,13 +1032,20 @@ def do_pick_up_item(
     item: access.Match,
     kind: str,
     now: datetime,
+    *,
+    door: Door,
     **data: Any,
-) -> CompartmentRef:
-    """Take a deposited parcel out (the caller voids its credentials): the door opens, the
-    compartment is free, the carrier is told. ``data`` joins the audit event's."""
-    assert item.compartment_id and item.compartment_label and item.compartment_size
-    compartment = Claimed(item.compartment_id, item.compartment_label, item.compartment_size)
-    _set_compartment_state(tx, compartment.id, "free")
+) -> CompartmentRef | None:
+    """Take a parcel out (the caller voids its credentials): its door opens (``door``), its
+    compartment is free, the carrier is told. ``data`` joins the audit event's. A parcel no
+    longer in a compartment (a kiosk reports a pickup the server did not expect) is picked up
+    all the same, touching no compartment; None is returned then."""
+    compartment = None
+    if item.compartment_id is not None:
+        compartment = Claimed(
+            item.compartment_id, item.compartment_label or "", item.compartment_size or ""
+        )
+        _free_compartment(tx, compartment.id)
     tx.defer(
         "UPDATE parcels SET status = 'picked_up', picked_up_at = :now WHERE id = :id",
         {"now": now, "id": item.parcel_id},
@@ -979,7 +1057,7 @@ def do_pick_up_item(
         now,
         site_id=site.id,
         parcel_id=item.parcel_id,
-        compartment_id=compartment.id,
+        compartment_id=item.compartment_id,
         data={"method": kind, **data},
     )
     webhook = _webhook_message(
@@ -990,7 +1068,11 @@ def do_pick_up_item(
         "parcel.picked_up",
         now,
     )
-    enqueue(tx, now, open_door(site.id, compartment), webhook)
+    if compartment is None:
+        enqueue(tx, now, webhook)
+        return None
+    opens = door.commands(site.id, compartment, now, reason="pickup", parcel_id=item.parcel_id)
+    enqueue(tx, now, *opens, webhook)
     return CompartmentRef(id=compartment.id, label=compartment.label, size=compartment.size_code)
 
 
@@ -1015,11 +1097,32 @@ def _release_compartment(tx: Tx, parcel: ParcelRow) -> str | None:
     return released
 
 
-def open_door(site_id: str, compartment: Claimed) -> Message:
-    """The command that makes the site's locker open this compartment's door."""
+def open_door(
+    site_id: str,
+    compartment: Claimed,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    reason: str,
+    parcel_id: str,
+) -> Message:
+    """The command that makes the site's locker open this compartment's door for
+    ``parcel_id``, if it gets it within ``ttl`` (``expires_at``: a kiosk refuses it later).
+    ``reason`` says what for (``deposit``, ``pickup``, ``retrieval``, ``return_drop_off``).
+    Its outbox id is the command's id for the kiosk, over HTTP sync and MQTT alike
+    (``docs/kiosk-sync.md``)."""
     return Message(
         "kiosk.open_compartment",
-        {"site_id": site_id, "compartment_id": compartment.id, "label": compartment.label},
+        {
+            "site_id": site_id,
+            "compartment_id": compartment.id,
+            "label": compartment.label,
+            "parcel_id": parcel_id,
+            "reason": reason,
+            "expires_at": (now + ttl).isoformat(),
+        },
+        parcel_id=parcel_id,
+        site_id=site_id,
     )
 
 
@@ -1063,6 +1166,84 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
             return total_expired, total_released
 
 
+def do_expire(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+    """A parcel (locked) in its compartment waits no longer for its recipient: its
+    credentials die, it waits for its courier (``retrieve``), its carrier is told."""
+    _set(tx, parcel, status="expired", expired_at=now)
+    access.do_void_credentials(tx, parcel.id, now)
+    record(
+        tx,
+        "parcel.expired",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=parcel.compartment_id,
+        data=data,
+    )
+    enqueue(tx, now, webhook(parcel, "parcel.expired", now))
+
+
+def do_move_reservation(
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    parcel: ParcelRow,
+    now: datetime,
+    **data: Any,
+) -> str | None:
+    """Move an announced parcel's (locked) reservation to the best other free compartment
+    (its old one is the caller's to reuse or take out of service); without room it has none
+    until its deposit claims one. Audited (``parcel.reservation_moved``); returns the new
+    compartment's id."""
+    before = parcel.compartment_id
+    try:
+        claimed: Claimed | None = do_claim_compartment(
+            ctx, tx, site, _need(parcel), state="reserved"
+        )
+    except Conflict as full:
+        if full.code != "site_full":
+            raise
+        claimed = None
+    if claimed is not None:
+        _put_in(parcel, claimed)
+        _set(tx, parcel, compartment_id=claimed.id)
+    else:
+        parcel.compartment_label = parcel.compartment_size = None
+        _set(tx, parcel, compartment_id=None, reserved_until=None)
+    record(
+        tx,
+        "parcel.reservation_moved",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=before,
+        data={"to": claimed.id if claimed else None, **data},
+    )
+    return claimed.id if claimed else None
+
+
+def do_displace(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+    """A parcel (locked) the server had in a compartment that the locker found empty (it put
+    another parcel in): where it is, nobody knows, so it is in none until an operator finds
+    out. Audited (``parcel.displaced``)."""
+    before = parcel.compartment_id
+    parcel.compartment_label = parcel.compartment_size = None
+    _set(tx, parcel, compartment_id=None)
+    record(
+        tx,
+        "parcel.displaced",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=before,
+        data=data,
+    )
+
+
 def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
     now = ctx.clock()
     with ctx.db.sql.transaction() as tx:
@@ -1077,18 +1258,7 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
         orders: set[str] = set()
         for row in due:
             parcel = _parcel(tx, row)
-            _set(tx, parcel, status="expired", expired_at=now)
-            access.do_void_credentials(tx, parcel.id, now)
-            record(
-                tx,
-                "parcel.expired",
-                SYSTEM_EXPIRY,
-                now,
-                site_id=parcel.site_id,
-                parcel_id=parcel.id,
-                compartment_id=parcel.compartment_id,
-            )
-            enqueue(tx, now, webhook(parcel, "parcel.expired", now))
+            do_expire(tx, SYSTEM_EXPIRY, parcel, now)
             if parcel.order_id is not None:
                 orders.add(parcel.order_id)
         lapsed = tx.all(
