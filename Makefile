@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/boards.py
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/directory.py
 	PYTHONPATH=. $(BIN)/python bench/notify.py
 	PYTHONPATH=. $(BIN)/python bench/pickup_page.py
 	PYTHONPATH=. $(BIN)/python bench/kiosk_sync.py

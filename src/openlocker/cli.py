@@ -25,6 +25,7 @@ from rich.console import Console
 from openlocker.audit.service import AuditTampered, check_chain, seal_pending
 from openlocker.core.config import get_settings
 from openlocker.core.context import Context
+from openlocker.core.errors import DomainError
 from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
 from openlocker.core.secret import SecretKeyMissing
@@ -36,6 +37,9 @@ from openlocker.demo import (
     seed_demo,
     seed_demo_order,
 )
+from openlocker.directory.csvimport import CsvFileError, parse_csv
+from openlocker.directory.schemas import ImportReport
+from openlocker.directory.service import SYSTEM_IMPORT, import_entries
 from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
@@ -43,9 +47,11 @@ app = typer.Typer(help="OpenLocker: smart parcel lockers, open source.", no_args
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 seed_app = typer.Typer(help="Seed data.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+directory_app = typer.Typer(help="Sites' recipient directories.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
+app.add_typer(directory_app, name="directory")
 app.add_typer(plan_app, name="plan")
 console = Console(stderr=True)
 
@@ -151,6 +157,84 @@ def audit_verify(
     )
     if not report.intact:
         raise typer.Exit(1)
+
+
+@directory_app.command("import")
+def directory_import(
+    site_id: Annotated[str, typer.Argument(metavar="SITE", help="The site's id (sit_…).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE.csv", exists=True, dir_okay=False, help="The directory as CSV."
+        ),
+    ],
+    deactivate_missing: Annotated[
+        bool,
+        typer.Option(
+            "--deactivate-missing",
+            help="Deactivate the site's active entries no row lists (the file is the whole"
+            " directory); entries an identity provider keeps over SCIM are left alone.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every line, not only rejected ones.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Create and update a site's directory entries from a CSV file, whole or not at all.
+
+    Columns (docs/directory.md): display_name, unit, email, phone, external_id, active,
+    language, given_name, family_name. Rows are matched to entries by external_id, else by
+    email. Exit 0 when imported, 1 when rows were rejected (nothing was written), 2 when the
+    file or the site cannot be used.
+    """
+    ctx = _context()
+    upgrade(ctx.db)
+    try:
+        report = import_entries(
+            ctx,
+            SYSTEM_IMPORT,
+            site_id,
+            parse_csv(file.read_bytes()),
+            deactivate_missing=deactivate_missing,
+            dry_run=dry_run,
+        )
+    except (CsvFileError, DomainError) as refused:
+        console.print(f"{file}: {refused.detail}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_import(report, verbose)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _print_import(report: ImportReport, verbose: bool) -> None:
+    for row in report.rows:
+        if verbose or row.outcome == "rejected":
+            where = f"line {row.line}" if row.line is not None else "not in the file"
+            what = row.reason if row.outcome == "rejected" else row.entry_id or ""
+            console.print(
+                f"  {where}: {row.outcome} {what}", markup=False, highlight=False, soft_wrap=True
+            )
+    counts = (
+        f"{report.created} created, {report.updated} updated, {report.deactivated} deactivated,"
+        f" {report.unchanged} unchanged"
+    )
+    if report.rejected:
+        console.print(
+            f"[red]Nothing imported[/]: {report.rejected} rejected (the rest would be {counts})."
+            " Fix the rejected lines and import again.",
+            soft_wrap=True,
+        )
+    elif report.dry_run:
+        console.print(f"[yellow]Dry run, nothing written[/]: would be {counts}.", soft_wrap=True)
+    else:
+        console.print(f"[green]Imported[/] into {report.site_id}: {counts}.", soft_wrap=True)
 
 
 def _audit_public_key(text: str) -> Ed25519PublicKey:

@@ -20,6 +20,8 @@ from openlocker.api.fastpath import HotRoutes
 from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
+from openlocker.directory import scim
+from openlocker.directory.api import router as directory_router
 from openlocker.fleet.api import router as fleet_router
 from openlocker.fleet.mqtt.api import router as fleet_mqtt_router
 from openlocker.fleet.mqtt.consumer import FleetConsumer
@@ -177,6 +179,8 @@ def create_app(
         returns_router,
         fleet_router,
         fleet_mqtt_router,
+        directory_router,
+        scim.router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

@@ -299,9 +299,14 @@ class Claimed:
 
 
 def suitable_free(
-    sizes: dict[str, allocation.SizeClass], site_id: str, need: allocation.ParcelNeed
+    sizes: dict[str, allocation.SizeClass],
+    site_id: str,
+    need: allocation.ParcelNeed,
+    *,
+    compartment_id: str | None = None,
 ) -> tuple[str, str, dict[str, Any]]:
-    """SQL for the site's free compartments that suit ``need``: (WHERE, ORDER BY, params).
+    """SQL for the site's free compartments that suit ``need``: (WHERE, ORDER BY, params);
+    with ``compartment_id``, that one only.
 
     The order is ``allocation.rank_candidates``'s: the smallest size that fits, then the
     least used door, then the label.
@@ -317,6 +322,9 @@ def suitable_free(
     if need.accessible:
         where += " AND floor_height_mm <= :max_floor"
         params["max_floor"] = allocation.ACCESSIBLE_MAX_FLOOR_MM
+    if compartment_id is not None:
+        where += " AND id = :free_compartment"
+        params["free_compartment"] = compartment_id
     rank = " ".join(f"WHEN :size_{i} THEN {i}" for i in range(len(fitting)))
     order = f"CASE size_code {rank} END, use_count, label" if fitting else "label"
     return where, order, params
@@ -329,8 +337,11 @@ def do_claim_compartment(
     need: allocation.ParcelNeed,
     *,
     state: str,
+    compartment_id: str | None = None,
 ) -> Claimed:
-    """Claim the best free compartment for ``need`` into ``state``, or raise ``site_full``.
+    """Claim the best free compartment for ``need`` into ``state``, or raise ``site_full``;
+    with ``compartment_id`` that compartment, or raise ``compartment_unavailable`` when it
+    is not a free one of the site that suits ``need``.
 
     Best is ``allocation.rank_candidates``'s order, asked of the database in the same
     statement that changes the compartment, so a claim costs one statement however large
@@ -339,13 +350,20 @@ def do_claim_compartment(
     BEGIN IMMEDIATE on SQLite, and a unique index on live parcels' compartments underneath.
     """
     sizes = load_sizes(ctx, tx)
-    where, order, params = suitable_free(sizes, site.id, need)
+    where, order, params = suitable_free(sizes, site.id, need, compartment_id=compartment_id)
     row = tx.one(
         "UPDATE compartments SET state = :new_state, use_count = use_count + :uses"
         f" WHERE id = (SELECT id FROM compartments WHERE {where} ORDER BY {order} LIMIT 1"
         f"{tx.lock(skip_locked=True)}) RETURNING id, label, size_code",
         {**params, "new_state": state, "uses": 1 if state == "occupied" else 0},
     )
+    if row is None and compartment_id is not None:
+        raise Conflict(
+            f"Compartment {compartment_id!r} is not a free compartment of this site that takes"
+            " this parcel.",
+            code="compartment_unavailable",
+            extra={"compartment_id": compartment_id},
+        )
     if row is None:
         raise site_full(tx, sizes, site, need)
     return Claimed(*row)

@@ -2,6 +2,7 @@
 
 from openlocker.access import models as access_models
 from openlocker.audit import models as audit_models
+from openlocker.directory import models as directory_models
 from openlocker.fleet import models as fleet_models
 from openlocker.fleet.mqtt import models as fleet_mqtt_models
 from openlocker.lockers import models as lockers_models
@@ -16,6 +17,7 @@ from openlocker.webhooks import models as webhooks_models
 __all__ = [
     "access_models",
     "audit_models",
+    "directory_models",
     "fleet_models",
     "fleet_mqtt_models",
     "lockers_models",

@@ -48,9 +48,15 @@ class Principal:
             raise Forbidden("This API key is not a kiosk key of this site.", code="not_site_kiosk")
 
 
+#: Scopes for one site: ``kiosk:<site_id>``, ``directory:<site_id>`` (keeps its directory).
+SITE_SCOPES = ("kiosk:", "directory:")
+
+
 def check_scopes(scopes: list[str]) -> list[str]:
     for scope in scopes:
-        if scope not in STATIC_SCOPES and not (scope.startswith("kiosk:") and len(scope) > 6):
+        if scope not in STATIC_SCOPES and not any(
+            scope.startswith(prefix) and len(scope) > len(prefix) for prefix in SITE_SCOPES
+        ):
             raise InvalidInput(f"Unknown scope {scope!r}.", code="unknown_scope")
     return sorted(set(scopes))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import (
@@ -44,13 +44,19 @@ class Dimensions(Strict):
     height: int = Field(gt=0, le=3000)
 
 
+#: A carrier's tracking number: printable ASCII without spaces.
+TrackingNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+#: A recipient's language for their messages (``pl``, ``en-GB``).
+Language = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
+
+
 class Recipient(Strict):
     name: str | None = Field(default=None, max_length=200)
     email: EmailStr | None = None
     #: Stored in E.164 (``+48600100200``); a number without a country code is read as one of
     #: ``OPENLOCKER_PHONE_REGION``. Its last digits stay those typed, for the PIN's phone suffix.
     phone: str | None = Field(default=None, max_length=32)
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    language: Language | None = None
     #: Where the recipient lives, for route planning (``openlocker plan routes --from-db``).
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
@@ -73,7 +79,7 @@ def normalise_phone(phone: str, region: str) -> str:
 
 
 class AnnounceIn(Strict):
-    tracking_number: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    tracking_number: TrackingNumber
     site_id: str = Field(min_length=1, max_length=40)
     size: str | None = Field(default=None, min_length=1, max_length=8)
     dimensions_mm: Dimensions | None = None

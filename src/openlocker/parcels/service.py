@@ -9,6 +9,7 @@ statements each: see docs/operations.md for what each costs.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -353,6 +354,23 @@ def announce(
     """
     principal.check_scope("parcels:write")
     digest = request_digest(request.model_dump(mode="json"))
+    with ctx.db.sql.transaction() as tx:
+        if idempotency_key is not None:
+            stored = stored_answer(tx, principal.org_id, "announce", idempotency_key, digest)
+            if stored is not None:
+                return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
+        parcel = do_announce(ctx, tx, principal.actor, principal.org_id, request)
+        answer = Answer(201, parcel_view(parcel))
+        if idempotency_key is not None:
+            _remember(tx, ctx, principal.org_id, "announce", idempotency_key, digest, answer)
+    return answer
+
+
+def do_announce(
+    ctx: Context, tx: Tx, actor: Actor, org_id: str, request: AnnounceIn, **data: Any
+) -> ParcelRow:
+    """Announce ``request``'s parcel as ``org_id``'s (``announce`` without its checks of the
+    caller); ``data`` joins the audit event's. Raises what ``announce`` raises."""
     dims = request.dimensions_mm
     need = allocation.ParcelNeed(
         (dims.length, dims.width, dims.height) if dims else None,
@@ -360,55 +378,47 @@ def announce(
         request.temperature,
         request.accessible,
     )
-    with ctx.db.sql.transaction() as tx:
-        if idempotency_key is not None:
-            stored = stored_answer(tx, principal.org_id, "announce", idempotency_key, digest)
-            if stored is not None:
-                return Answer(stored.status_code, ParcelOut.model_validate_json(stored.body), True)
-        site = access_site_info(ctx, tx, request.site_id)
-        sizes = load_sizes(ctx, tx)
-        if request.size is not None and request.size not in sizes:
-            raise InvalidInput(f"Unknown size class {request.size!r}.", code="unknown_size")
-        check_fits_network(sizes, need)
-        now = ctx.clock()
-        parcel = ParcelRow(
-            id=new_id("prc"),
-            carrier_org_id=principal.org_id,
-            tracking_number=request.tracking_number,
-            site_id=site.id,
-            status="announced",
-            size_code=request.size,
-            length_mm=dims.length if dims else None,
-            width_mm=dims.width if dims else None,
-            height_mm=dims.height if dims else None,
-            weight_g=request.weight_g,
-            temperature=request.temperature,
-            accessible=request.accessible,
-            recipient=request.recipient.model_dump(mode="json", exclude_none=True),
-            notify=request.notify,
-            announced_at=now,
-        )
-        if request.reserve:
-            claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
-            _put_in(parcel, claimed)
-            parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
-        # Recorded and queued first, so both ride in the parcel's INSERT (and roll back with it).
-        record(
-            tx,
-            "parcel.announced",
-            principal.actor,
-            now,
-            site_id=site.id,
-            parcel_id=parcel.id,
-            compartment_id=parcel.compartment_id,
-            data={"tracking_number": parcel.tracking_number, "reserved": request.reserve},
-        )
-        enqueue(tx, now, webhook(parcel, "parcel.announced", now))
-        _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
-        answer = Answer(201, parcel_view(parcel))
-        if idempotency_key is not None:
-            _remember(tx, ctx, principal.org_id, "announce", idempotency_key, digest, answer)
-    return answer
+    site = access_site_info(ctx, tx, request.site_id)
+    sizes = load_sizes(ctx, tx)
+    if request.size is not None and request.size not in sizes:
+        raise InvalidInput(f"Unknown size class {request.size!r}.", code="unknown_size")
+    check_fits_network(sizes, need)
+    now = ctx.clock()
+    parcel = ParcelRow(
+        id=new_id("prc"),
+        carrier_org_id=org_id,
+        tracking_number=request.tracking_number,
+        site_id=site.id,
+        status="announced",
+        size_code=request.size,
+        length_mm=dims.length if dims else None,
+        width_mm=dims.width if dims else None,
+        height_mm=dims.height if dims else None,
+        weight_g=request.weight_g,
+        temperature=request.temperature,
+        accessible=request.accessible,
+        recipient=request.recipient.model_dump(mode="json", exclude_none=True),
+        notify=request.notify,
+        announced_at=now,
+    )
+    if request.reserve:
+        claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
+        _put_in(parcel, claimed)
+        parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
+    # Recorded and queued first, so both ride in the parcel's INSERT (and roll back with it).
+    record(
+        tx,
+        "parcel.announced",
+        actor,
+        now,
+        site_id=site.id,
+        parcel_id=parcel.id,
+        compartment_id=parcel.compartment_id,
+        data={"tracking_number": parcel.tracking_number, "reserved": request.reserve, **data},
+    )
+    enqueue(tx, now, webhook(parcel, "parcel.announced", now))
+    _insert(tx, parcel, room=None if request.reserve else (sizes, site, need))
+    return parcel
 
 
 def _insert(
@@ -482,15 +492,25 @@ def list_parcels(
 
 
 def newest_first(
-    select: str, id_column: str, filters: dict[str, Any], cursor: str | None, limit: int
+    select: str,
+    id_column: str,
+    filters: dict[str, Any],
+    cursor: str | None,
+    limit: int,
+    *,
+    conditions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """A page of ``select``'s rows, newest ``id_column`` first: the columns of ``filters``
-    equal to their values (None: not filtered), after ``cursor``, ``limit + 1`` rows (the
-    extra one says whether there is a next page)."""
+    equal to their values (None: not filtered), each of ``conditions`` (SQL and its
+    parameters) true, after ``cursor``, ``limit + 1`` rows (the extra one says whether there
+    is a next page)."""
     where = [f"{column} = :f{i}" for i, column in enumerate(filters) if filters[column] is not None]
     params: dict[str, Any] = {
         f"f{i}": value for i, value in enumerate(filters.values()) if value is not None
     }
+    for condition, values in (conditions or {}).items():
+        where.append(condition)
+        params.update(values)
     if cursor is not None:
         where.append(f"{id_column} < :cursor")
         params["cursor"] = decode_cursor(cursor)
@@ -555,11 +575,23 @@ def do_deposit_parcel(
     *,
     door: Door,
     into: str | None = None,
+    compartment_id: str | None = None,
     **data: Any,
 ) -> PickupCredentials | None:
     """Deposit a parcel (``do_deposit``) and issue its credentials: returned for ``notify:
     sender``, else queued for the recipient."""
-    do_deposit(ctx, tx, actor, site, parcel, now, door=door, into=into, **data)
+    do_deposit(
+        ctx,
+        tx,
+        actor,
+        site,
+        parcel,
+        now,
+        door=door,
+        into=into,
+        compartment_id=compartment_id,
+        **data,
+    )
     pickup, message = _issue(tx, ctx, parcel, site)
     if message is not None:
         enqueue(tx, now, message)
@@ -577,15 +609,18 @@ def do_deposit(
     door: Door,
     latest: datetime | None = None,
     into: str | None = None,
+    compartment_id: str | None = None,
     **data: Any,
 ) -> Claimed:
     """Put an announced parcel (locked) in its reserved compartment or the best free one: the
     door opens (``door``), the carrier is told. Its deadline is the zone's dwell time from
     now, or ``latest`` when that comes first. The caller issues credentials.
 
-    ``into`` puts it in that compartment of the site instead (the kiosk chose it; the caller
-    has moved any other parcel out of it), freeing a reservation elsewhere. ``data`` joins
-    the audit event's."""
+    ``into`` puts it in that compartment of the site instead (the kiosk put it there; the
+    caller has moved any other parcel out of it), freeing a reservation elsewhere.
+    ``compartment_id`` (for a parcel without a reservation) claims that compartment as the
+    best free one would be claimed, or raises ``compartment_unavailable`` unless it is a
+    free one of the site that fits. ``data`` joins the audit event's."""
     if into is not None and into != parcel.compartment_id:
         _release_compartment(tx, parcel)
         parcel.compartment_id = into
@@ -598,7 +633,9 @@ def do_deposit(
         assert reserved is not None, "a parcel's compartment exists (foreign key)"
         claimed = Claimed(*reserved)
     else:
-        claimed = do_claim_compartment(ctx, tx, site, _need(parcel), state="occupied")
+        claimed = do_claim_compartment(
+            ctx, tx, site, _need(parcel), state="occupied", compartment_id=compartment_id
+        )
     _put_in(parcel, claimed)
     deadline = now + timedelta(hours=access_zone(ctx, tx, site, parcel.temperature).dwell_hours)
     _set(
