@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
+import zxingcpp
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from openlocker.access.credentials import read_qr
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
 from openlocker.core.sql import Tx
@@ -57,7 +61,9 @@ def test_a_deposit_emails_the_recipient_pin_link_and_qr(
     assert text is not None and html is not None
     [qr] = [part for part in email.walk() if part.get_content_type() == "image/png"]
     assert qr["Content-ID"] == f"<{QR_CID}>"
-    assert qr.get_content().startswith(b"\x89PNG")
+    # The picture is the parcel's QR token, as a phone or the locker's camera reads it.
+    shown = zxingcpp.read_barcode(Image.open(io.BytesIO(qr.get_content())))
+    assert shown is not None and read_qr(shown.text).parcel_id == parcel["id"]
     assert f"cid:{QR_CID}" in html.get_content()
     # The PIN and the link are in the text part; they open the compartment.
     body = text.get_content()
