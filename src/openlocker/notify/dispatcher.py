@@ -1,7 +1,8 @@
 """The dispatcher: takes recipients' messages from the outbox and delivers them.
 
-It polls every ``notify_poll_seconds`` (0.2 s) and at once again after a full batch, so a
-message leaves well within a second of its commit. A batch is claimed and composed in a
+It looks for due messages at once again after a batch that held any, and after
+``notify_poll_seconds`` (0.2 s) when there were none, so a message waits for at most the
+batch under way and a poll. A batch is claimed and composed in a
 worker thread (the database and the QR codes are blocking work), its messages are sent
 concurrently over the configured channels, and the outcomes are recorded in one
 transaction.
@@ -33,6 +34,7 @@ from openlocker.notify.messages import (
     compose_email,
     compose_sms,
     sender_domain,
+    warm_up,
 )
 from openlocker.notify.service import (
     Attempt,
@@ -79,6 +81,7 @@ class Dispatcher:
         """Dispatch until cancelled; a batch under way is finished first (bounded by the
         send timeout), so stopping a server does not leave messages ``sending``."""
         settings = self.ctx.settings
+        await asyncio.to_thread(warm_up)
         try:
             while True:
                 batch = asyncio.ensure_future(self.dispatch_once())
@@ -91,7 +94,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("dispatch failed")
                     handled = 0
-                if handled < settings.notify_batch:
+                if handled == 0:
                     await asyncio.sleep(settings.notify_poll_seconds)
         finally:
             for transport in self.transports.values():

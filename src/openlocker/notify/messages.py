@@ -32,6 +32,7 @@ LOCALES = HERE / "locale"
 #: Languages with a catalog; English is the templates' own.
 LANGUAGES = ("en", "pl")
 QR_CID = "qr@openlocker"
+TEMPLATES = ("email.txt", "email.html", "sms.txt")
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,21 @@ def _environment(language: str) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package: compiled once, never checked for changes.
+        auto_reload=False,
     )
     env.install_gettext_translations(_catalog(language), newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+def warm_up() -> None:
+    """Load every catalog and compile every template, and encode one QR code, so that the
+    first messages after a start cost what later ones do (about 10 ms more each otherwise)."""
+    for language in LANGUAGES:
+        env = _environment(language)
+        for name in TEMPLATES:
+            env.get_template(name)
+    qr_png("warm-up")
 
 
 def translate(language: str, message: str, **values: Any) -> str:
