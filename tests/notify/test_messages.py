@@ -10,7 +10,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from openlocker.access.qr_image import qr_png
-from openlocker.notify.messages import HERE, LOCALES, QR_CID, format_deadline, mime_message
+from openlocker.notify.messages import HERE, LOCALES, QR_CID, format_moment, mime_message
 
 
 def test_every_message_of_the_templates_and_code_has_a_polish_translation() -> None:
@@ -32,8 +32,8 @@ def test_every_message_of_the_templates_and_code_has_a_polish_translation() -> N
 
 def test_deadlines_read_in_the_sites_time_and_language() -> None:
     moment = datetime(2026, 1, 8, 9, 0, tzinfo=UTC)
-    assert format_deadline(moment, "pl", "Europe/Warsaw") == "8 stycznia 2026, 10:00"
-    assert format_deadline(moment, "en", "UTC") == "January 8, 2026, 9:00\u202fAM"
+    assert format_moment(moment, "pl", "Europe/Warsaw") == "8 stycznia 2026, 10:00"
+    assert format_moment(moment, "en", "UTC") == "January 8, 2026, 9:00\u202fAM"
 
 
 def _parsed(raw: bytes) -> EmailMessage:

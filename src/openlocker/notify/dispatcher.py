@@ -129,15 +129,20 @@ class Dispatcher:
     def _compose(self, claim: Claim) -> Composed:
         payload = claim.payload
         deadline = payload.get("expires_at")
+        dropped_off = payload.get("dropped_off_at")
         notice = Notice(
             outbox_id=claim.id,
             topic=claim.topic,
-            tracking_number=str(payload.get("tracking_number", "")),
+            # A return receipt names the return by the reference its customer knows.
+            tracking_number=str(payload.get("tracking_number") or payload.get("reference") or ""),
             recipient=dict(payload.get("recipient") or {}),
             site=claim.site,
             deadline=datetime.fromisoformat(deadline) if deadline else None,
             credentials=claim.credentials,
             message_domain=self.domain,
+            return_id=payload.get("return_id"),
+            dropped_off_at=datetime.fromisoformat(dropped_off) if dropped_off else None,
+            compartment=payload.get("compartment"),
         )
         secrets = claim.credentials.secrets if claim.credentials else ()
         ready: dict[Channel, Outgoing] = {}

@@ -68,8 +68,10 @@ class Notice:
     """One outbox message to a recipient, ready to be written in their language."""
 
     outbox_id: str
-    #: ``recipient.pickup_ready``, ``recipient.reminder`` or ``recipient.expired``.
+    #: ``recipient.pickup_ready``, ``recipient.reminder``, ``recipient.expired`` or
+    #: ``recipient.return_receipt``.
     topic: str
+    #: The parcel's tracking number; a return's reference.
     tracking_number: str
     recipient: dict[str, Any]
     site: SiteFacts
@@ -77,6 +79,10 @@ class Notice:
     credentials: Credentials | None = None
     #: Used in the email's ``Message-ID``, which is stable per outbox message.
     message_domain: str = "openlocker.invalid"
+    #: A return receipt's facts: the return's id, when and into which compartment it went.
+    return_id: str | None = None
+    dropped_off_at: datetime | None = None
+    compartment: str | None = None
 
     @property
     def language(self) -> str:
@@ -142,8 +148,8 @@ def translate(language: str, message: str, **values: Any) -> str:
     return translated % values if values else translated
 
 
-def format_deadline(moment: datetime, language: str, timezone: str) -> str:
-    """The deadline as the recipient reads it: their language, the site's local time."""
+def format_moment(moment: datetime, language: str, timezone: str) -> str:
+    """A deadline or a drop-off as the recipient reads it: their language, the site's time."""
     local = moment.astimezone(ZoneInfo(timezone))
     day = format_date(local, "long", locale=language)
     return f"{day}, {format_time(local, 'short', locale=language)}"
@@ -162,7 +168,14 @@ def _context(notice: Notice) -> dict[str, Any]:
         "hours": [(day, spans) for day, spans in hours.items() if day != "always"],
         "map_url": f"https://www.openstreetmap.org/?mlat={site.lat}&mlon={site.lon}#map=18/{site.lat}/{site.lon}",
         "deadline": (
-            format_deadline(notice.deadline, language, site.timezone) if notice.deadline else None
+            format_moment(notice.deadline, language, site.timezone) if notice.deadline else None
+        ),
+        "return_id": notice.return_id,
+        "compartment": notice.compartment,
+        "dropped_off_at": (
+            format_moment(notice.dropped_off_at, language, site.timezone)
+            if notice.dropped_off_at
+            else None
         ),
         "credentials": notice.credentials,
         "qr_cid": QR_CID,
@@ -177,6 +190,8 @@ def subject(notice: Notice) -> str:
         return translate(language, "Reminder: parcel %(number)s is waiting at %(site)s", **values)
     if notice.topic == "recipient.expired":
         return translate(language, "Parcel %(number)s was not collected in time", **values)
+    if notice.topic == "recipient.return_receipt":
+        return translate(language, "Receipt: return %(number)s dropped off at %(site)s", **values)
     return translate(language, "Your parcel %(number)s is waiting at %(site)s", **values)
 
 
