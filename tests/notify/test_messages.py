@@ -6,11 +6,19 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from openlocker.access.qr_image import qr_png
-from openlocker.notify.messages import HERE, LOCALES, QR_CID, format_moment, mime_message
+from openlocker.notify.messages import (
+    HERE,
+    LOCALES,
+    QR_CID,
+    ascii_address,
+    format_moment,
+    mime_message,
+)
 
 
 def test_every_message_of_the_templates_and_code_has_a_polish_translation() -> None:
@@ -98,3 +106,10 @@ def test_an_email_without_codes_has_no_image() -> None:
         "text/plain",
         "text/html",
     ]
+
+
+def test_an_international_domain_travels_in_idna_and_a_local_part_must_be_ascii() -> None:
+    assert ascii_address("anna@żółw.pl") == "anna@xn--w-uga1v8h.pl"
+    assert ascii_address("Anna.Nowak+paczki@example.com") == "Anna.Nowak+paczki@example.com"
+    with pytest.raises(ValueError, match="SMTPUTF8"):
+        ascii_address("żółw@example.com")

@@ -81,7 +81,10 @@ class Dispatcher:
         """Dispatch until cancelled; a batch under way is finished first (bounded by the
         send timeout), so stopping a server does not leave messages ``sending``."""
         settings = self.ctx.settings
-        await asyncio.to_thread(warm_up)
+        try:
+            await asyncio.to_thread(warm_up)
+        except Exception:  # each message then fails on its own, visibly
+            log.exception("warming up the message templates failed")
         try:
             while True:
                 batch = asyncio.ensure_future(self.dispatch_once())

@@ -201,9 +201,10 @@ def compose_email(notice: Notice, sender: str) -> Email | None:
     ``multipart/alternative``: a text part with the PIN and the link, and an HTML part
     related to the QR code, an ``image/png`` part the HTML shows by its Content-ID.
     """
-    to = notice.recipient.get("email")
-    if not to:
+    address = notice.recipient.get("email")
+    if not address:
         return None
+    to = ascii_address(address)
     env = _environment(notice.language)
     context = _context(notice)
     title = subject(notice)
@@ -219,6 +220,16 @@ def compose_email(notice: Notice, sender: str) -> Email | None:
         "Content-Language": notice.language,
     }
     return Email(to, title, mime_message(headers, text, html, qr, boundary=notice.outbox_id))
+
+
+def ascii_address(address: str) -> str:
+    """``address`` with its domain in IDNA (``anna@xn--w-uga1v8h.pl``), as SMTP without the
+    SMTPUTF8 extension carries it; ``ValueError`` for a local part that is not ASCII, which
+    only SMTPUTF8 could (this sender does not speak it)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError("the address's local part is not ASCII: SMTPUTF8 is not supported")
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
 def mime_message(
