@@ -61,6 +61,8 @@ def test_a_deposit_emails_the_recipient_pin_link_and_qr(
     outbox_id = outbox_row(ctx, parcel["id"])[0]
     assert email["Message-ID"] == f"<{outbox_id}@lockers.test>"
     assert email["To"] == "anna@example.com"
+    assert email["Date"].datetime == datetime(2026, 1, 5, 9, tzinfo=UTC)  # the dispatcher's clock
+    assert email["Content-Language"] == "pl"
     assert (
         email["Subject"]
         == f"Twoja paczka {parcel['tracking_number']} czeka w automacie Praga Koneser"

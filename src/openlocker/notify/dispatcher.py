@@ -149,7 +149,7 @@ class Dispatcher:
         )
         secrets = claim.credentials.secrets if claim.credentials else ()
         ready: dict[Channel, Outgoing] = {}
-        email = compose_email(notice, self.sender)
+        email = compose_email(notice, self.sender, at=self.ctx.clock())
         if email is not None:
             ready["email"] = Outgoing(claim.id, email.to, email.subject, email.message)
         sms = compose_sms(notice)

@@ -12,7 +12,7 @@ from base64 import b64encode
 from binascii import b2a_qp
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import format_datetime, formataddr, formatdate, parseaddr
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -195,8 +195,9 @@ def subject(notice: Notice) -> str:
     return translate(language, "Your parcel %(number)s is waiting at %(site)s", **values)
 
 
-def compose_email(notice: Notice, sender: str) -> Email | None:
-    """The email for ``notice`` (``None`` when the recipient gave no address).
+def compose_email(notice: Notice, sender: str, *, at: datetime | None = None) -> Email | None:
+    """The email for ``notice`` (``None`` when the recipient gave no address), dated ``at``
+    (now by default).
 
     ``multipart/alternative``: a text part with the PIN and the link, and an HTML part
     related to the QR code, an ``image/png`` part the HTML shows by its Content-ID.
@@ -215,7 +216,7 @@ def compose_email(notice: Notice, sender: str) -> Email | None:
         "Subject": title,
         "From": _sender(sender),
         "To": to,
-        "Date": formatdate(usegmt=True),
+        "Date": format_datetime(at, usegmt=True) if at else formatdate(usegmt=True),
         "Message-ID": notice.message_id,
         "Content-Language": notice.language,
     }
@@ -240,10 +241,10 @@ def mime_message(
     ``qr`` PNG (Content-ID ``QR_CID``) when there is one.
 
     Written out directly rather than through ``email.message``, whose header objects and
-    generator cost 2 ms an email (as much as everything else in sending it). Header values
-    that are not short ASCII become RFC 2047 encoded words; the bodies are quoted-printable
-    and base64, whose output never holds ``=_``, so boundaries of ``=_`` and a unique
-    ``boundary`` cannot occur in them.
+    generator cost 2 ms an email (as much as everything else in sending it). ASCII header
+    values are folded at their spaces, others become RFC 2047 encoded words; the bodies are
+    quoted-printable and base64, whose output never holds ``=_``, so boundaries of ``=_``
+    and a unique ``boundary`` cannot occur in them.
     """
     alternative, related = f"=_{boundary}.a", f"=_{boundary}.r"
     lines = [_header(name, value) for name, value in headers.items()]
