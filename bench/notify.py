@@ -145,17 +145,23 @@ def environment(url: str, data_dir: Path, smtp_port: int) -> dict[str, str]:
     }
 
 
+def sites_for(factory: Factory, parcels: int, per_site: int = 1000) -> list[str]:
+    """Sites with one small compartment per parcel between them."""
+    count = -(-parcels // per_site)
+    return [factory.site("S" * -(-parcels // count)) for _ in range(count)]
+
+
 def throughput(url: str, data_dir: Path, emails: int) -> dict[str, float]:
     ctx = context(url, data_dir)
     upgrade(ctx.db)
     with TestClient(create_app(ctx, run_jobs=False)) as client:
         factory = Factory(ctx, client)
         carrier = factory.org()
-        site = factory.site("S" * emails)
+        sites = sites_for(factory, emails)
         for i in range(emails):
             factory.deposited(
                 carrier,
-                site,
+                sites[i % len(sites)],
                 notify="openlocker",
                 recipient={"email": f"r{i}@example.com", "language": "pl" if i % 2 else "en"},
             )
@@ -207,10 +213,13 @@ def latency(
     with TestClient(create_app(ctx, run_jobs=False)) as client:
         factory = Factory(ctx, client)
         carrier = factory.org()
-        site = factory.site("S" * (count + 10))
+        sites = sites_for(factory, count)
         parcels = [
             factory.announce(
-                carrier, site, notify="openlocker", recipient={"email": f"l{i}@example.com"}
+                carrier,
+                sites[i % len(sites)],
+                notify="openlocker",
+                recipient={"email": f"l{i}@example.com"},
             ).json()["id"]
             for i in range(count)
         ]
