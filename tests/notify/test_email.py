@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+import zxingcpp
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from openlocker.access.credentials import read_qr
 from openlocker.core.clock import FrozenClock
 from openlocker.core.context import Context
 from openlocker.core.sql import Tx
@@ -48,6 +61,8 @@ def test_a_deposit_emails_the_recipient_pin_link_and_qr(
     outbox_id = outbox_row(ctx, parcel["id"])[0]
     assert email["Message-ID"] == f"<{outbox_id}@lockers.test>"
     assert email["To"] == "anna@example.com"
+    assert email["Date"].datetime == datetime(2026, 1, 5, 9, tzinfo=UTC)  # the dispatcher's clock
+    assert email["Content-Language"] == "pl"
     assert (
         email["Subject"]
         == f"Twoja paczka {parcel['tracking_number']} czeka w automacie Praga Koneser"
@@ -57,7 +72,9 @@ def test_a_deposit_emails_the_recipient_pin_link_and_qr(
     assert text is not None and html is not None
     [qr] = [part for part in email.walk() if part.get_content_type() == "image/png"]
     assert qr["Content-ID"] == f"<{QR_CID}>"
-    assert qr.get_content().startswith(b"\x89PNG")
+    # The picture is the parcel's QR token, as a phone or the locker's camera reads it.
+    shown = zxingcpp.read_barcode(Image.open(io.BytesIO(qr.get_content())))
+    assert shown is not None and read_qr(shown.text).parcel_id == parcel["id"]
     assert f"cid:{QR_CID}" in html.get_content()
     # The PIN and the link are in the text part; they open the compartment.
     body = text.get_content()
@@ -172,3 +189,88 @@ def test_operator_routes_need_admin_and_refuse_bad_input(
     assert cursor.json()["code"] == "invalid_cursor"
     missing = client.post("/v1/outbox/obx_nope/retry", headers=operator.headers)
     assert missing.status_code == 404 and missing.json()["code"] == "message_not_found"
+
+
+@pytest.fixture
+def tls_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def _login(
+    server: object, session: object, envelope: object, mechanism: str, data: LoginPassword
+) -> AuthResult:
+    return AuthResult(success=(data.login, data.password) == (b"lockers", b"s3cret"))
+
+
+def test_starttls_and_implicit_tls_with_a_login_deliver(
+    factory: Factory, ctx: Context, tls_context: ssl.SSLContext
+) -> None:
+    inbox = Inbox()
+    starttls_port, tls_port = _free_port(), _free_port()
+    servers = [
+        # STARTTLS is required before MAIL, and the login only after it.
+        Controller(
+            inbox,
+            hostname="127.0.0.1",
+            port=starttls_port,
+            tls_context=tls_context,
+            require_starttls=True,
+            authenticator=_login,
+        ),
+        # Implicit TLS: the connection is TLS from its first byte.
+        Controller(
+            inbox,
+            hostname="127.0.0.1",
+            port=tls_port,
+            ssl_context=tls_context,
+            authenticator=_login,
+            auth_require_tls=False,
+        ),
+    ]
+    for server in servers:
+        server.start()
+    try:
+        site = factory.site("SSS")
+        carrier = factory.org()
+        for url in (
+            f"smtp://lockers:s3cret@127.0.0.1:{starttls_port}?starttls=1&verify=0",
+            f"smtps://lockers:s3cret@127.0.0.1:{tls_port}?verify=0",
+        ):
+            configure(ctx, smtp_url=url)
+            parcel = deposit_for_recipient(factory, carrier, site, phone=None)
+            assert dispatch(ctx) == 1
+            assert outbox_row(ctx, parcel["id"])[1] == "sent", url
+        assert len(inbox.received) == 2
+        # A certificate nobody vouches for is refused (and retried), unless verify=0.
+        configure(ctx, smtp_url=f"smtps://lockers:s3cret@127.0.0.1:{tls_port}")
+        parcel = deposit_for_recipient(factory, carrier, site, phone=None)
+        assert dispatch(ctx) == 1
+        state, error = outbox_row(ctx, parcel["id"])[1:4:2]
+        assert state == "pending" and "CERTIFICATE_VERIFY_FAILED" in error
+    finally:
+        for server in servers:
+            server.stop()

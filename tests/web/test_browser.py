@@ -3,10 +3,13 @@ phone-sized screen: see the codes, extend once, open with the kiosk's presence c
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import pytest
+import zxingcpp
+from PIL import Image
 
 from openlocker.core.context import Context
 from tests.factories import Factory
@@ -53,6 +56,9 @@ def test_a_recipient_extends_once_and_opens_at_the_locker(
         qr = page.get_by_role("img", name="QR code to show at the locker")
         box = qr.bounding_box()
         assert box is not None and box["width"] >= 300  # most of a 390 px wide screen
+        # What the screen shows is the token, for a camera to read.
+        shown = zxingcpp.read_barcode(Image.open(io.BytesIO(qr.screenshot())))
+        assert shown is not None and shown.text == parcel["pickup"]["qr"]
         expect(page.get_by_text("Mokotów Galeria")).to_be_visible()
         page.screenshot(path=str(tmp_path / "phone-waiting.png"), full_page=True)
 

@@ -47,9 +47,6 @@ PIN_LENGTH = 8
 #: Digits of the recipient's phone number typed with a PIN (the lockout counts per suffix).
 PHONE_SUFFIX_DIGITS = 4
 LINK_TOKEN_BYTES = 16
-#: The mask of every QR image of a token (page, email): segno's choice of the best of eight
-#: costs it 16 ms or more of CPU, and any mask is valid for a reader.
-QR_MASK = 0
 
 FORMAT_ULID = 1
 FORMAT_TEXT = 2

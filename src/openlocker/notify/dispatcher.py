@@ -1,7 +1,8 @@
 """The dispatcher: takes recipients' messages from the outbox and delivers them.
 
-It polls every ``notify_poll_seconds`` (0.2 s) and at once again after a full batch, so a
-message leaves well within a second of its commit. A batch is claimed and composed in a
+It looks for due messages at once again after a batch that held any, and after
+``notify_poll_seconds`` (0.2 s) when there were none, so a message waits for at most the
+batch under way and a poll. A batch is claimed and composed in a
 worker thread (the database and the QR codes are blocking work), its messages are sent
 concurrently over the configured channels, and the outcomes are recorded in one
 transaction.
@@ -33,6 +34,7 @@ from openlocker.notify.messages import (
     compose_email,
     compose_sms,
     sender_domain,
+    warm_up,
 )
 from openlocker.notify.service import (
     Attempt,
@@ -80,6 +82,10 @@ class Dispatcher:
         send timeout), so stopping a server does not leave messages ``sending``."""
         settings = self.ctx.settings
         try:
+            await asyncio.to_thread(warm_up)
+        except Exception:  # each message then fails on its own, visibly
+            log.exception("warming up the message templates failed")
+        try:
             while True:
                 batch = asyncio.ensure_future(self.dispatch_once())
                 try:
@@ -91,7 +97,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("dispatch failed")
                     handled = 0
-                if handled < settings.notify_batch:
+                if handled == 0:
                     await asyncio.sleep(settings.notify_poll_seconds)
         finally:
             for transport in self.transports.values():
@@ -126,19 +132,24 @@ class Dispatcher:
     def _compose(self, claim: Claim) -> Composed:
         payload = claim.payload
         deadline = payload.get("expires_at")
+        dropped_off = payload.get("dropped_off_at")
         notice = Notice(
             outbox_id=claim.id,
             topic=claim.topic,
-            tracking_number=str(payload.get("tracking_number", "")),
+            # A return receipt names the return by the reference its customer knows.
+            tracking_number=str(payload.get("tracking_number") or payload.get("reference") or ""),
             recipient=dict(payload.get("recipient") or {}),
             site=claim.site,
             deadline=datetime.fromisoformat(deadline) if deadline else None,
             credentials=claim.credentials,
             message_domain=self.domain,
+            return_id=payload.get("return_id"),
+            dropped_off_at=datetime.fromisoformat(dropped_off) if dropped_off else None,
+            compartment=payload.get("compartment"),
         )
         secrets = claim.credentials.secrets if claim.credentials else ()
         ready: dict[Channel, Outgoing] = {}
-        email = compose_email(notice, self.sender)
+        email = compose_email(notice, self.sender, at=self.ctx.clock())
         if email is not None:
             ready["email"] = Outgoing(claim.id, email.to, email.subject, email.message)
         sms = compose_sms(notice)

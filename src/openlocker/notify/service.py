@@ -31,7 +31,14 @@ from openlocker.notify.schemas import AttemptOut, OutboxList, OutboxOut
 
 SYSTEM_NOTIFY = Actor("system:notify")
 #: The topics this dispatcher delivers; webhooks and locker commands have their own senders.
-TOPICS = ("recipient.pickup_ready", "recipient.reminder", "recipient.expired")
+TOPICS = (
+    "recipient.pickup_ready",
+    "recipient.reminder",
+    "recipient.expired",
+    "recipient.return_receipt",
+)
+#: Topics that are sent whatever became of the parcel since (an expiry notice, a receipt).
+_ALWAYS_SENT = ("recipient.expired", "recipient.return_receipt")
 _TOPICS_SQL = ", ".join(f"'{topic}'" for topic in TOPICS)
 #: Notices are not queued for parcels that expired longer ago than this (an old backlog).
 EXPIRY_NOTICE_WINDOW = timedelta(days=2)
@@ -152,7 +159,7 @@ def claim_due(ctx: Context, *, batch: int | None = None) -> list[Claim]:
 
 
 def _skip_reason(topic: str, status: str | None, superseded: bool) -> str | None:
-    if topic == "recipient.expired":
+    if topic in _ALWAYS_SENT:
         return None
     if status != "deposited":
         return f"the parcel is {status or 'gone'}"

@@ -115,16 +115,23 @@ class SmtpTransport:
         self.server = SmtpServer.from_url(url)
         self.sender = sender
         self.timeout = timeout
+        # Made once: loading the system's certificates costs tens of milliseconds.
+        self._tls = (
+            self._tls_context() if self.server.implicit_tls or self.server.starttls else None
+        )
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
         for _ in range(connections):
             self._idle.put_nowait(None)  # a slot; its connection opens when first used
 
-    def _client(self) -> aiosmtplib.SMTP:
-        server = self.server
+    def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
-        if not server.verify:
+        if not self.server.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _client(self) -> aiosmtplib.SMTP:
+        server = self.server
         return aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,
@@ -133,7 +140,7 @@ class SmtpTransport:
             use_tls=server.implicit_tls,
             start_tls=server.starttls,
             validate_certs=server.verify,
-            tls_context=context if (server.implicit_tls or server.starttls) else None,
+            tls_context=self._tls,
             timeout=self.timeout,
         )
 

@@ -5,20 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import EmailStr, Field, field_validator, model_validator
 
+from openlocker.core.config import get_settings
 from openlocker.orders.schemas import WithoutNulls
-from openlocker.parcels.schemas import CompartmentRef, Dimensions, Status, Strict
+from openlocker.parcels.schemas import (
+    CompartmentRef,
+    Dimensions,
+    Status,
+    Strict,
+    normalise_phone,
+)
 
 ReturnStatus = Literal["issued", "dropped_off", "collected"]
 
 
 class Customer(Strict):
-    """Who drops the return off; the receipt goes to ``email``."""
+    """Who drops the return off. The receipt goes to ``email`` and, by SMS, to ``phone``
+    (validated and stored as at announce: E.164); with neither, no receipt is sent."""
 
-    email: EmailStr
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=32)
     name: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, phone: str | None) -> str | None:
+        return None if phone is None else normalise_phone(phone, get_settings().phone_region)
 
 
 class ReturnIn(Strict):

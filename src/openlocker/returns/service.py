@@ -267,29 +267,15 @@ def drop_off(ctx: Context, principal: Principal, site_id: str, code: str) -> Dro
                 compartment_id=claimed.id,
                 data={"return_id": item.id, "reference": item.reference},
             )
-            receipt = Message(
-                "recipient.return_receipt",
-                {
-                    "return_id": item.id,
-                    "reference": item.reference,
-                    "site_id": site.id,
-                    "site_name": site.name,
-                    "site_address": site.address,
-                    "compartment": claimed.label,
-                    "dropped_off_at": now.isoformat(),
-                    "recipient": item.customer,
-                },
-                parcel_id=parcel.id,
-            )
-            enqueue(
-                tx,
-                now,
+            messages = [
                 *parcels.commanded(ctx).commands(
                     site.id, claimed, now, reason="return_drop_off", parcel_id=parcel.id
                 ),
-                receipt,
                 _webhook(item, "return.dropped_off", now, site_id=site.id),
-            )
+            ]
+            if item.customer.get("email") or item.customer.get("phone"):
+                messages.append(_receipt(item, site.id, claimed.label, now))
+            enqueue(tx, now, *messages)
             return DropOffOut(
                 return_id=item.id,
                 reference=item.reference,
@@ -301,6 +287,23 @@ def drop_off(ctx: Context, principal: Principal, site_id: str, code: str) -> Dro
             )
     assert failure is not None
     raise failure
+
+
+def _receipt(item: _Return, site_id: str, compartment: str, now: datetime) -> Message:
+    """The customer's receipt (``recipient.return_receipt``), which the dispatcher sends by
+    email and SMS like a parcel's messages (docs/notifications.md)."""
+    return Message(
+        "recipient.return_receipt",
+        {
+            "return_id": item.id,
+            "reference": item.reference,
+            "site_id": site_id,
+            "compartment": compartment,
+            "dropped_off_at": now.isoformat(),
+            "recipient": item.customer,
+        },
+        parcel_id=item.parcel_id,
+    )
 
 
 def _check_code(ctx: Context, tx: Tx, normalized: str | None, now: datetime) -> _Return:

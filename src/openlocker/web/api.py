@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import segno
 from fastapi import APIRouter, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -20,8 +19,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from openlocker.access.credentials import QR_MASK
 from openlocker.access.presence import DIGITS
+from openlocker.access.qr_image import qr_svg
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.core.config import get_settings
 from openlocker.core.errors import DomainError, InvalidInput
@@ -72,14 +71,6 @@ def _render(
     return HTMLResponse(html, status, headers={**_HEADERS, **(headers or {})})
 
 
-def _qr_svg(token: str, title: str) -> Markup:
-    svg = segno.make(token, error="m", mask=QR_MASK).svg_inline(
-        scale=1, border=4, omitsize=True, svgclass="qr", title=title, dark="#000", light="#fff"
-    )
-    # segno escapes the title; the rest of the SVG is its own drawing.
-    return Markup(svg.replace("<svg ", '<svg role="img" ', 1))
-
-
 def _pickup(
     request: Request,
     token: str,
@@ -109,7 +100,8 @@ def _pickup(
         if page.picked_up_at
         else None,
         pin=" ".join(page.pin[i : i + 4] for i in range(0, len(page.pin), 4)) if page.pin else None,
-        qr=_qr_svg(page.qr, _("QR code to show at the locker")) if page.qr else None,
+        # qr_svg escapes the title; the rest of the SVG is its own drawing.
+        qr=Markup(qr_svg(page.qr, _("QR code to show at the locker"))) if page.qr else None,
         map_url=(
             f"https://www.openstreetmap.org/?mlat={site.lat:.5f}&mlon={site.lon:.5f}"
             f"#map=18/{site.lat:.5f}/{site.lon:.5f}"
