@@ -299,9 +299,3 @@ def verify_qr(token: str, public_key: Ed25519PublicKey, *, site_id: str, now: da
     if as_utc(now) >= claims.expires_at:
         raise Forbidden("The code has expired.", code="code_expired")
     return claims
-
-
-def kiosk_digest(key: bytes, kind: str, secret: str) -> str:
-    """What a kiosk stores and looks up for a code: HMAC-SHA256 under the site's kiosk digest
-    key over ``kind \\0 secret``, hex (``docs/kiosk-sync.md``)."""
-    return hmac.new(key, kind.encode() + b"\x00" + secret.encode(), hashlib.sha256).hexdigest()
