@@ -528,6 +528,14 @@ class KioskStore:
         row = self._one(f"{self._CREDENTIAL} WHERE id = ?", (credential_id,))
         return None if row is None else self._credential(row)
 
+    def handed_over(self, parcel_id: str) -> bool:
+        """True when a credential of ``parcel_id`` was used at this kiosk (not elsewhere)."""
+        row = self._one(
+            "SELECT 1 FROM credentials WHERE parcel_id = ? AND used_event IS NOT NULL LIMIT 1",
+            (parcel_id,),
+        )
+        return row is not None
+
     def count_credentials(self) -> int:
         return int(self._one("SELECT count(*) FROM credentials WHERE active")[0])
 
