@@ -3,6 +3,7 @@ on sim boards the test acts on as the people at the doors."""
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ class Locker:
         return body
 
     def synced(self, credentials: int | None = None) -> bool:
+        """Online with nothing queued (and ``credentials`` in its store)."""
         health = self.health()
         return bool(
             health["online"]
@@ -178,9 +180,8 @@ def test_a_day_offline_200_pickups_and_deposits_sync_exactly_once_when_the_serve
     site = factory.site("M" * (2 * count))
     kiosk_key = factory.kiosk(site).key
     waiting = [factory.deposited(carrier, site, size="M") for _ in range(count)]
-    announced = [
-        factory.announce(carrier, site, size="M", notify="openlocker").json() for _ in range(count)
-    ]
+    announced = [factory.announce(carrier, site, size="M").json() for _ in range(count)]
+    assert all("tracking_number" in parcel for parcel in announced), announced[0]
     courier = client.post(
         "/v1/couriers", json={"name": "Offline Olek"}, headers=carrier.headers
     ).json()
@@ -194,7 +195,12 @@ def test_a_day_offline_200_pickups_and_deposits_sync_exactly_once_when_the_serve
             # The deposits above sent door commands, run once: those doors are shut now.
             wait_for(lambda: k.open_doors() == count, "the deposits' door commands")
             k.close_all()
-            wait_for(lambda: k.synced() and _pending_commands(ctx, site) == 0, "the doors")
+            wait_for(
+                lambda: k.health()["open_doors"] == 0
+                and k.synced()
+                and _pending_commands(ctx, site) == 0,
+                "the doors' events",
+            )
         wait_for(lambda: not k.health()["online"], "the kiosk to notice the server gone")
         for n, parcel in enumerate(waiting):
             code = {"pin": parcel["pickup"]["pin"]} if n % 2 else {"qr": parcel["pickup"]["qr"]}
@@ -216,7 +222,8 @@ def test_a_day_offline_200_pickups_and_deposits_sync_exactly_once_when_the_serve
         wait_for(lambda: len(_kiosk_events(k, "deposit")) == count, "deposits confirmed")
         queued = k.health()["queued"]
         # A pickup and a deposit each, and each door's opening and closing.
-        assert queued == 6 * count
+        kinds = collections.Counter(e.type for e in _kiosk_events(k, None))
+        assert queued == 6 * count, kinds
         assert len(set(placed.values())) == count
         assert _status(client, carrier, waiting[0]["id"]) == "deposited"
         with serving(ctx, workers=1, port=port):
@@ -231,6 +238,8 @@ def test_a_day_offline_200_pickups_and_deposits_sync_exactly_once_when_the_serve
     assert len(_audit(ctx, site, "parcel.deposited")) == 2 * count
     assert {p: deposited[p] for p in placed} == placed
     assert _receipts(ctx, site) >= queued
+    assert _audit(ctx, site, "kiosk.conflict") == []
+    assert _audit(ctx, site, "kiosk.event_rejected") == []
 
 
 def _pending_commands(ctx: Context, site: str) -> int:
@@ -255,9 +264,9 @@ def _receipts(ctx: Context, site: str) -> int:
         )
 
 
-def _kiosk_events(k: Locker, kind: str) -> list[Any]:
+def _kiosk_events(k: Locker, kind: str | None) -> list[Any]:
     events = k.kiosk.call(lambda agent: agent.store.events())
-    return [e for e in events if e.type == kind]  # type: ignore[attr-defined]
+    return [e for e in events if kind is None or e.type == kind]  # type: ignore[attr-defined]
 
 
 def _kiosk_address(k: Locker, compartment_id: str) -> tuple[int, int]:
