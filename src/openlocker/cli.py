@@ -1,4 +1,4 @@
-"""The `openlocker` command: demo, serve, worker, db, seed, audit, plan."""
+"""The `openlocker` command: demo, serve, worker, kiosk, db, seed, audit, plan."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from openlocker.demo import (
 from openlocker.directory.csvimport import CsvFileError, parse_csv
 from openlocker.directory.schemas import ImportReport
 from openlocker.directory.service import SYSTEM_IMPORT, import_entries
+from openlocker.kiosk.cli import kiosk
 from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
@@ -53,6 +54,7 @@ app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
 app.add_typer(directory_app, name="directory")
 app.add_typer(plan_app, name="plan")
+app.command("kiosk")(kiosk)
 console = Console(stderr=True)
 
 
