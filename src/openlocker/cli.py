@@ -1,4 +1,4 @@
-"""The `openlocker` command: demo, serve, worker, db, seed, audit, plan."""
+"""The `openlocker` command: demo, serve, worker, kiosk, db, seed, audit, plan."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from openlocker.demo import (
     seed_demo,
     seed_demo_order,
 )
+from openlocker.kiosk.cli import kiosk
 from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
@@ -47,6 +48,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
 app.add_typer(plan_app, name="plan")
+app.command("kiosk")(kiosk)
 console = Console(stderr=True)
 
 

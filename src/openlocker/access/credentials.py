@@ -24,6 +24,8 @@ from the server's records. Secrets are plain ``str`` values: never log them.
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -86,6 +88,22 @@ def credential_digest(keyring: Keyring, kind: str, site_id: str, secret: str) ->
     if kind not in KINDS:
         raise ValueError(f"unknown credential kind {kind!r}")
     return keyring.digest(f"credential:{kind}", f"{site_id}\x00{secret}")
+
+
+#: What a kiosk digests: typed PINs, scanned QR tokens, phone suffixes, courier codes.
+KIOSK_KINDS = ("pin", "qr", "phone", "courier")
+
+
+def kiosk_digest(key: bytes, kind: str, secret: str) -> str:
+    """A code as a site's kiosk stores and looks it up: HMAC-SHA256 under the site's kiosk
+    digest key (``Keyring.kiosk_digest_key``) over ``kind``, a zero byte and ``secret``, hex.
+
+    Pure, so the kiosk runs it over what is typed or scanned (a phone as its
+    ``phone_suffix``) and the server over what it issues.
+    """
+    if kind not in KIOSK_KINDS:
+        raise ValueError(f"unknown kiosk digest kind {kind!r}")
+    return hmac.new(key, kind.encode() + b"\x00" + secret.encode(), hashlib.sha256).hexdigest()
 
 
 def _link_box(keyring: Keyring, link_token: str) -> AESGCM:

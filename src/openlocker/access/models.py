@@ -34,6 +34,14 @@ class CredentialSet(Base):
         Index("ix_credential_sets_pin_digest", "pin_digest"),
         Index("ix_credential_sets_qr_digest", "qr_digest"),
         Index("ix_credential_sets_link_digest", "link_digest"),
+        # A kiosk's first sync pages through its site's active sets by id.
+        Index(
+            "ix_credential_sets_site_active",
+            "site_id",
+            "id",
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -62,6 +70,12 @@ class CredentialSet(Base):
     presence_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     presence_last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     presence_locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: The PIN, QR token and phone suffix as the site's kiosk sees them: HMACs under the
+    #: site's kiosk digest key (``access.credentials.kiosk_digest``), so the kiosk decides
+    #: offline and its store opens nothing elsewhere. None for sets issued before them.
+    kiosk_pin: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kiosk_qr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kiosk_phone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PinAttempts(Base):

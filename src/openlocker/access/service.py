@@ -37,9 +37,9 @@ def _digest(ctx: Context, kind: str, site_id: str, secret: str) -> str:
 
 _INSERT_SET = (
     "INSERT INTO credential_sets (id, parcel_id, order_id, site_id, pin_digest, qr_digest,"
-    " link_digest, phone_tag, sealed, active, expires_at, created_at) VALUES (:id, :parcel_id,"
-    " :order_id, :site_id, :pin, :qr, :link, :phone_tag, :sealed, TRUE, :expires_at,"
-    " :created_at)"
+    " link_digest, phone_tag, sealed, active, expires_at, created_at, kiosk_pin, kiosk_qr,"
+    " kiosk_phone) VALUES (:id, :parcel_id, :order_id, :site_id, :pin, :qr, :link, :phone_tag,"
+    " :sealed, TRUE, :expires_at, :created_at, :kiosk_pin, :kiosk_qr, :kiosk_phone)"
     " ON CONFLICT (site_id, pin_digest) WHERE active DO NOTHING RETURNING id"
 )
 
@@ -62,9 +62,11 @@ def do_issue_credentials(
     (``credentials.seal_for_link``). A PIN already active at the site is refused by the unique
     index and drawn again.
     With ``order_id`` the set opens every item of that order (``parcel_id`` is its first item)
-    and the QR token names the order.
+    and the QR token names the order. The site's kiosk gets its own digests of the PIN, QR
+    token and phone suffix (``credentials.kiosk_digest``), so it decides offline.
     """
     suffix = credentials.phone_suffix(phone)
+    kiosk_key = ctx.keyring.kiosk_digest_key(site.id)
     qr = credentials.issue_qr(
         ctx.keyring.site_signing_key(site.id, site.key_version),
         parcel_id=order_id or parcel_id,
@@ -83,12 +85,17 @@ def do_issue_credentials(
         "phone_tag": credentials.phone_tag(ctx.keyring, site.id, suffix) if suffix else None,
         "expires_at": expires_at,
         "created_at": ctx.clock(),
+        "kiosk_qr": credentials.kiosk_digest(kiosk_key, "qr", qr),
+        "kiosk_phone": credentials.kiosk_digest(kiosk_key, "phone", suffix) if suffix else None,
     }
     for _ in range(_PIN_RETRIES):
         pin = credentials.generate_pin(ctx.settings.pin_length)
         sealed = credentials.seal_for_link(ctx.keyring, link, str(params["id"]), pin, qr)
         pin_digest = _digest(ctx, "pin", site.id, pin)
-        if tx.one(_INSERT_SET, {**params, "pin": pin_digest, "sealed": sealed}):
+        kiosk_pin = credentials.kiosk_digest(kiosk_key, "pin", pin)
+        if tx.one(
+            _INSERT_SET, {**params, "pin": pin_digest, "sealed": sealed, "kiosk_pin": kiosk_pin}
+        ):
             return IssuedCredentials(pin, qr, link, expires_at)
     # pragma: no cover - needs ~10^7 active parcels at one site
     raise Conflict("No free PIN at this site; try again.", code="pin_space_exhausted")
@@ -132,13 +139,17 @@ def do_reactivate_order_credentials(tx: Tx, order_id: str, used_at: datetime) ->
     """Make the order's set that the pickup at ``used_at`` used up open its items again, for
     an item the kiosk reports left behind. Returns ``reactivated``, ``active`` (an earlier
     report did it already) or ``pin_withdrawn``: another set of the site drew the same PIN
-    meanwhile (about k in 10^8 for k waiting parcels), so only the QR code and link work.
+    meanwhile (about k in 10^8 for k waiting parcels), so only the QR code and link work
+    (at the kiosk too: its PIN digest goes with it).
     """
+    taken = (
+        "EXISTS (SELECT 1 FROM credential_sets o WHERE o.site_id = credential_sets.site_id"
+        " AND o.pin_digest = credential_sets.pin_digest AND o.active)"
+    )
     row = tx.one(
         "UPDATE credential_sets SET active = TRUE, used_at = NULL, used_kind = NULL,"
-        " pin_digest = CASE WHEN EXISTS (SELECT 1 FROM credential_sets o"
-        " WHERE o.site_id = credential_sets.site_id AND o.pin_digest = credential_sets.pin_digest"
-        " AND o.active) THEN 'void:' || id ELSE pin_digest END"
+        f" pin_digest = CASE WHEN {taken} THEN 'void:' || id ELSE pin_digest END,"
+        f" kiosk_pin = CASE WHEN {taken} THEN NULL ELSE kiosk_pin END"
         " WHERE order_id = :order_id AND NOT active AND used_at = :used_at"
         " RETURNING pin_digest",
         {"order_id": order_id, "used_at": used_at},
@@ -457,7 +468,10 @@ def do_extend_credentials(
             expires_at=expires_at,
             key_version=site.key_version,
         )
-        sql += ", qr_digest = :qr, sealed = :sealed"
+        sql += ", qr_digest = :qr, kiosk_qr = :kiosk_qr, sealed = :sealed"
         params["qr"] = _digest(ctx, "qr", site.id, qr)
+        params["kiosk_qr"] = credentials.kiosk_digest(
+            ctx.keyring.kiosk_digest_key(site.id), "qr", qr
+        )
         params["sealed"] = credentials.seal_for_link(ctx.keyring, link_token, link.id, codes[0], qr)
     tx.defer(sql + " WHERE id = :id", params)

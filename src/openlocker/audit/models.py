@@ -11,6 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from openlocker.core.db import Base, UtcDateTime
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: The audit events of courier codes, which every site's kiosk syncs.
+COURIER_EVENTS = "name IN ('courier.created', 'courier.deactivated')"
+#: Pending locker commands, which a site's kiosk syncs (``fleet.sync``).
+PENDING_COMMANDS = "topic = 'kiosk.open_compartment' AND state = 'pending'"
 
 
 class AuditEvent(Base):
@@ -23,7 +27,15 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_parcel", "parcel_id"),
-        Index("ix_audit_events_site", "site_id"),
+        # A site's sealed trail in order: the kiosk's sync cursor (``fleet.sync``).
+        Index("ix_audit_events_site_chain", "site_id", "chain_index"),
+        # Courier codes belong to no one site; every kiosk's sync reads their changes.
+        Index(
+            "ix_audit_events_couriers",
+            "chain_index",
+            sqlite_where=text(COURIER_EVENTS),
+            postgresql_where=text(COURIER_EVENTS),
+        ),
         Index(
             "ix_audit_events_unsealed",
             "seq",
@@ -108,6 +120,13 @@ class OutboxMessage(Base):
             sqlite_where=text(_ONCE),
             postgresql_where=text(_ONCE),
         ),
+        Index(
+            "ix_outbox_site_commands",
+            "site_id",
+            "seq",
+            sqlite_where=text(PENDING_COMMANDS),
+            postgresql_where=text(PENDING_COMMANDS),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -125,3 +144,5 @@ class OutboxMessage(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     #: Why the last attempt failed or the message was skipped; never holds a code.
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The site a locker command is for, so its kiosk finds its own commands.
+    site_id: Mapped[str | None] = mapped_column(String(40), nullable=True)

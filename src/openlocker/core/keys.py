@@ -49,6 +49,11 @@ class Keyring:
         message = purpose.encode() + b"\x00" + value.encode()
         return hmac.new(self._digest_key, message, hashlib.sha256).hexdigest()
 
+    def kiosk_digest_key(self, site_id: str) -> bytes:
+        """The key a site's kiosk digests codes with (``access.credentials.kiosk_digest``):
+        derived for that site alone, so one kiosk's store opens nothing at another site."""
+        return self._derive(f"kiosk-digest:{site_id}".encode())
+
     def site_signing_key(self, site_id: str, version: int = 1) -> Ed25519PrivateKey:
         """The site's Ed25519 key; derived, so no private key is ever stored (on disk: each
         process keeps the keys it derived, as it keeps the secret they come from)."""

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.lockers import service
 from openlocker.lockers.schemas import (
+    CompartmentList,
     SiteIn,
     SiteList,
     SiteOut,
@@ -29,6 +30,12 @@ def list_sites(ctx: CtxDep, principal: PrincipalDep) -> SiteList:
 def get_site(site_id: str, ctx: CtxDep, principal: PrincipalDep) -> SiteOut:
     """One site with free compartments by size (and every compartment, for operators)."""
     return service.get_site(ctx, site_id, with_compartments=principal.is_admin)
+
+
+@router.get("/sites/{site_id}/compartments", tags=["kiosk"])
+def list_compartments(site_id: str, ctx: CtxDep, principal: PrincipalDep) -> CompartmentList:
+    """The site's compartments with each door's board and lock (operators, the site's kiosk)."""
+    return service.list_compartments(ctx, principal, site_id)
 
 
 @router.post("/sites", status_code=201)

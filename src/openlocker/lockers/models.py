@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint, true
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openlocker.core.db import Base, UtcDateTime
@@ -53,6 +63,8 @@ class Compartment(Base):
     __tablename__ = "compartments"
     __table_args__ = (
         UniqueConstraint("site_id", "label"),
+        # One lock drives one door (NULLs, compartments not mapped yet, do not collide).
+        Index("uq_compartments_board_lock", "site_id", "board", "lock", unique=True),
         # Every lifecycle updates its compartment twice. With room left on each page and no
         # index on the columns that change, PostgreSQL updates in place (HOT) and vacuums
         # the small, hot table often, so claims do not slow down as dead rows pile up.
@@ -74,6 +86,10 @@ class Compartment(Base):
     state: Mapped[str] = mapped_column(String(16), default="free")
     door: Mapped[str] = mapped_column(String(8), default="closed")
     use_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Which lock board (its bus address) and which lock on it opens the door, for the
+    #: site's kiosk; None for compartments created before the kiosk channel, until mapped.
+    board: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lock: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ZonePolicy(Base):

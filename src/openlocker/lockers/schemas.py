@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Temperature = Literal["ambient", "chilled", "frozen"]
 
@@ -14,11 +14,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Locks per board in the default map: compartment n of a site is lock n % 16 of board n // 16.
+LOCKS_PER_BOARD = 16
+
+
 class CompartmentIn(Strict):
     label: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9-]+$")
     size: str = Field(min_length=1, max_length=8)
     temperature: Temperature = "ambient"
     floor_height_mm: int = Field(ge=0, le=3000)
+    #: The lock board (bus address) and lock that open its door; both or neither. Neither:
+    #: compartment n of the site (from 0, in the order given) is board n // 16, lock n % 16.
+    board: int | None = Field(default=None, ge=0, le=255)
+    lock: int | None = Field(default=None, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _board_with_lock(self) -> CompartmentIn:
+        if (self.board is None) != (self.lock is None):
+            raise ValueError("give both board and lock, or neither")
+        return self
 
 
 class SiteIn(Strict):
@@ -61,6 +75,14 @@ class CompartmentOut(BaseModel):
     floor_height_mm: int
     state: str
     door: str
+    #: The lock board and lock that open the door (None: not mapped yet).
+    board: int | None = None
+    lock: int | None = None
+
+
+class CompartmentList(BaseModel):
+    items: list[CompartmentOut]
+    next_cursor: str | None = None
 
 
 class SiteOut(BaseModel):

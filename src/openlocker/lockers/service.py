@@ -18,6 +18,9 @@ from openlocker.core.sql import Tx
 from openlocker.lockers import allocation
 from openlocker.lockers.models import Compartment, Site
 from openlocker.lockers.schemas import (
+    LOCKS_PER_BOARD,
+    CompartmentIn,
+    CompartmentList,
     CompartmentOut,
     FreeCount,
     SiteIn,
@@ -27,6 +30,7 @@ from openlocker.lockers.schemas import (
     ZoneList,
     ZoneOut,
 )
+from openlocker.orgs.service import Principal
 
 
 def load_sizes(ctx: Context, tx: Tx) -> dict[str, allocation.SizeClass]:
@@ -51,6 +55,7 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
     for c in spec.compartments:
         if c.size not in sizes:
             raise InvalidInput(f"Unknown size class {c.size!r}.", code="unknown_size")
+    locks = lock_map(spec.compartments)
     now = ctx.clock()
     site_id = new_id("sit")
     site = Site(
@@ -83,8 +88,10 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
             state="free",
             door="closed",
             use_count=0,
+            board=board,
+            lock=lock,
         )
-        for c in spec.compartments
+        for c, (board, lock) in zip(spec.compartments, locks, strict=True)
     )
     record(
         Tx.of(session),
@@ -95,6 +102,22 @@ def do_create_site(session: Session, ctx: Context, actor: Actor, spec: SiteIn) -
         data={"name": spec.name, "compartments": len(spec.compartments)},
     )
     return site
+
+
+def lock_map(compartments: Sequence[CompartmentIn]) -> list[tuple[int, int]]:
+    """The (board, lock) of each compartment: its own, else the default for its place n in
+    the list (board n // 16, lock n % 16). ``duplicate_lock`` when two share one."""
+    locks = [
+        (c.board, c.lock)
+        if c.board is not None and c.lock is not None
+        else (n // LOCKS_PER_BOARD, n % LOCKS_PER_BOARD)
+        for n, c in enumerate(compartments)
+    ]
+    if len(set(locks)) != len(locks):
+        raise InvalidInput(
+            "Two compartments of a site cannot share a board's lock.", code="duplicate_lock"
+        )
+    return locks
 
 
 def access_site(session: Session, site_id: str) -> Site:
@@ -177,6 +200,8 @@ def _site_view(
                 floor_height_mm=c.floor_height_mm,
                 state=c.state,
                 door=c.door,
+                board=c.board,
+                lock=c.lock,
             )
             for c in compartments
         ],
@@ -380,6 +405,27 @@ def create_site(ctx: Context, actor: Actor, spec: SiteIn) -> SiteOut:
         site = do_create_site(session, ctx, actor, spec)
         session.flush()
         return site_views(session, [site])[0]
+
+
+def list_compartments(ctx: Context, principal: Principal, site_id: str) -> CompartmentList:
+    """The site's compartments with the board and lock of each door, by label: for
+    operators and for the site's own kiosk (``not_site_kiosk`` for anyone else)."""
+    if not principal.is_admin:
+        principal.check_kiosk(site_id)
+    with ctx.db.sql.transaction(write=False) as tx:
+        site = access_site_info(ctx, tx, site_id)
+        rows = tx.all(
+            "SELECT id, label, size_code, temperature, floor_height_mm, state, door, board, lock"
+            " FROM compartments WHERE site_id = :id ORDER BY label",
+            {"id": site.id},
+        )
+    fields = ("id", "label", "size", "temperature", "floor_height_mm", "state", "door")
+    return CompartmentList(
+        items=[
+            CompartmentOut(**dict(zip(fields, row[:7], strict=True)), board=row[7], lock=row[8])
+            for row in rows
+        ]
+    )
 
 
 def list_zones(ctx: Context, site_id: str) -> ZoneList:

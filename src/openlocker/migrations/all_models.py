@@ -2,6 +2,7 @@
 
 from openlocker.access import models as access_models
 from openlocker.audit import models as audit_models
+from openlocker.fleet import models as fleet_models
 from openlocker.lockers import models as lockers_models
 from openlocker.notify import models as notify_models
 from openlocker.orders import models as orders_models
@@ -14,6 +15,7 @@ from openlocker.webhooks import models as webhooks_models
 __all__ = [
     "access_models",
     "audit_models",
+    "fleet_models",
     "lockers_models",
     "notify_models",
     "orders_models",

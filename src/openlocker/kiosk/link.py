@@ -1,0 +1,137 @@
+"""The kiosk's calls to the server, over HTTP alone (``docs/kiosk-sync.md``).
+
+Every call raises ``Unreachable`` when the server cannot be asked (no network, a timeout,
+a 5xx, a key it refuses): the kiosk is offline then. A domain refusal of a pickup (4xx with a
+problem ``code``) comes back as the ``DomainError`` the server meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from openlocker.core.errors import DomainError
+
+#: Codes by which the server refuses the kiosk's key itself, not one request.
+_KEY_REFUSED = frozenset({"unauthorized", "forbidden", "not_site_kiosk", "key_revoked"})
+
+
+class Unreachable(Exception):
+    """The server did not answer usefully; ``reason`` says why, for the kiosk's health."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ServerRefusal(DomainError):
+    """The server refused a pickup: its status, code and detail, passed on to the screen."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        extra = {k: v for k, v in body.items() if k in ("retry_after", "phone_accepted")}
+        headers = {"Retry-After": str(body["retry_after"])} if "retry_after" in body else None
+        super().__init__(
+            str(body.get("detail") or "Refused by the server."),
+            code=str(body.get("code") or "refused"),
+            extra=extra,
+            headers=headers,
+        )
+        self.status = status
+        self.title = str(body.get("title") or "Refused")
+
+
+class ServerLink:
+    """The server of one site, as its kiosk key sees it."""
+
+    def __init__(
+        self,
+        server: str,
+        site_id: str,
+        key: str,
+        *,
+        timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.site_id = site_id
+        self._client = httpx.AsyncClient(
+            base_url=server.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}", "User-Agent": "openlocker-kiosk"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            if timeout_s is not None:
+                kwargs["timeout"] = timeout_s
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise Unreachable(f"{type(error).__name__}: {error}") from None
+        status = response.status_code
+        if status >= 500 or status in (401, 404, 405) or _code(response) in _KEY_REFUSED:
+            # Not an answer about the code or the events: the kiosk cannot use the server.
+            code = _code(response)
+            raise Unreachable(f"{method} {path} answered {status} {code}".strip())
+        return response
+
+    async def pull(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """One page of changes since ``cursor`` (None: from the start)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await self._call("GET", f"/v1/sites/{self.site_id}/kiosk/sync", params=params)
+        if response.status_code != 200:
+            raise Unreachable(f"sync answered {response.status_code} {_code(response)}")
+        page: dict[str, Any] = response.json()
+        return page
+
+    async def push(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Push ``events`` in order; the server's result for each (``id``, ``status``, …)."""
+        response = await self._call(
+            "POST", f"/v1/sites/{self.site_id}/kiosk/events", json={"events": list(events)}
+        )
+        if response.status_code != 200:
+            raise Unreachable(f"event push answered {response.status_code} {_code(response)}")
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    async def pickup(self, body: Mapping[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """Ask the server to decide a code the kiosk does not know; it queues no door command
+        (``"door": "kiosk"``): the kiosk opens what the answer names."""
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/pickups",
+            json={**body, "door": "kiosk"},
+            timeout_s=timeout_s,
+        )
+        if response.status_code == 200:
+            answer: dict[str, Any] = response.json()
+            return answer
+        try:
+            problem = response.json()
+        except ValueError:
+            raise Unreachable(f"pickup answered {response.status_code} without JSON") from None
+        raise ServerRefusal(response.status_code, problem)
+
+    async def presence_code(self) -> dict[str, Any]:
+        response = await self._call("GET", f"/v1/sites/{self.site_id}/presence-code")
+        if response.status_code != 200:
+            raise Unreachable(f"presence code answered {response.status_code}")
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+def _code(response: httpx.Response) -> str:
+    if "json" not in response.headers.get("content-type", ""):
+        return ""
+    try:
+        return str(response.json().get("code", ""))
+    except (ValueError, AttributeError):
+        return ""
