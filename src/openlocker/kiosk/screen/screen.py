@@ -13,15 +13,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babel import Locale
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 from openlocker.access.credentials import PHONE_SUFFIX_DIGITS, PIN_LENGTH
 from openlocker.core.i18n import DEFAULT, Catalogs
+
+if TYPE_CHECKING:
+    from openlocker.kiosk.agent import Agent
 
 CATALOGS = Catalogs("openlocker.kiosk.screen")
 #: A screen left alone this long (seconds) goes back to the start.
@@ -253,3 +256,12 @@ def site_of(site: Mapping[str, Any] | None, labels: Iterable[str]) -> ScreenSite
     sync) and its compartments' labels."""
     site = site or {}
     return ScreenSite(str(site.get("name") or ""), site.get("language"), tuple(labels))
+
+
+def mount(app: FastAPI, agent: Agent) -> None:
+    """Serve the page on ``app`` from what ``agent``'s store knows of its site."""
+
+    def site() -> ScreenSite:
+        return site_of(agent.store.meta("site"), (c.label for c in agent.store.compartments()))
+
+    app.include_router(router(site))

@@ -317,9 +317,11 @@
     const wall = $(wallId);
     if (!wall) return;
     for (const element of wall.querySelectorAll(".open")) element.classList.remove("open");
+    const cells = new Map([...wall.querySelectorAll(".cell[data-label]")].map((c) => [c.dataset.label, c]));
     const places = [];
-    for (const cell of wall.querySelectorAll(".cell[data-label]")) {
-      if (!labels.includes(cell.dataset.label)) continue;
+    for (const label of labels) {
+      const cell = cells.get(label);
+      if (!cell) continue;
       cell.classList.add("open");
       for (const head of wall.querySelectorAll(
         `.column-head[data-column="${cell.dataset.column}"], .row-head[data-row="${cell.dataset.row}"]`,
@@ -327,7 +329,7 @@
         head.classList.add("open");
       }
       const place = fmt("position", { column: cell.dataset.column, row: cell.dataset.row });
-      places.push(labels.length > 1 ? `${cell.dataset.label}: ${place}` : place);
+      places.push(labels.length > 1 ? `${label}: ${place}` : place);
     }
     wall.hidden = places.length === 0;
     const text = places.join(" · ");
@@ -342,6 +344,7 @@
         ? fmt("opened_one", { label: labels[0] })
         : fmt("opened_many", { labels: joined(labels) });
     $("opened-labels").textContent = labels.join(" ");
+    $("opened-labels").parentElement.classList.toggle("many", labels.length > 1);
     $("opened-take").textContent = labels.length === 1 ? T.take_one : T.take_many;
     say(
       "opened-message",
@@ -429,6 +432,7 @@
     $("courier-typing").hidden = !on;
     $("courier-done").hidden = on;
     $("courier-type").setAttribute("aria-expanded", String(on));
+    $("courier").classList.toggle("typing", on);
   }
 
   $("courier-type").addEventListener("click", () => {
