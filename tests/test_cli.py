@@ -44,6 +44,10 @@ def test_seed_demo_json_then_audit_verify(env: None, ctx: Context) -> None:
     keys = json.loads(seeded.stdout)
     assert keys["carrier_key"].startswith("olk_") and keys["operator_key"].startswith("olk_")
     assert len(keys["kiosk_keys"]) == 3
+    # A courier code per organization that deposits (the carrier, the grocer), by org id.
+    names = {keys["orgs"][org]: code for org, code in keys["courier_codes"].items()}
+    assert sorted(names) == ["Demo Grocer", "Demo Parcel Express"]
+    assert all(len(code) == 10 and code.isdigit() for code in names.values())
     again = json.loads(runner.invoke(app, ["seed", "demo", "--json"]).stdout)
     assert again["kiosk_keys"].keys() == keys["kiosk_keys"].keys()  # same network, new keys
     assert again["carrier_key"] != keys["carrier_key"]

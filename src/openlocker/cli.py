@@ -339,6 +339,9 @@ def _print_keys(keys: DemoKeys, base: str | None = None) -> None:
     console.print(f"  operator (admin)                {keys.operator_key}", soft_wrap=True)
     for site_id, key in keys.kiosk_keys.items():
         console.print(f"  kiosk of {keys.sites[site_id]} ({site_id})  {key}", soft_wrap=True)
+    console.print("[bold]Courier codes[/] (kiosks' courier mode; shown once)")
+    for org_id, code in keys.courier_codes.items():
+        console.print(f"  {keys.orgs[org_id]:<30} {code}", soft_wrap=True)
     if base is None:
         return
     site_id = next(iter(keys.sites))

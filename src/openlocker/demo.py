@@ -14,6 +14,8 @@ from sqlalchemy import select
 
 from openlocker.core.context import Actor, Context
 from openlocker.core.ids import new_id
+from openlocker.core.sql import Tx
+from openlocker.fleet.service import do_create_courier
 from openlocker.lockers.models import Site
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
@@ -45,6 +47,10 @@ class DemoKeys:
     operator_key: str
     kiosk_keys: dict[str, str] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)
+    #: A courier code for kiosks' courier mode per organization that deposits (by org id).
+    courier_codes: dict[str, str] = field(default_factory=dict)
+    #: The organizations' names by id.
+    orgs: dict[str, str] = field(default_factory=dict)
 
 
 def demo_compartments(columns: int, *, chilled_columns: int = 1) -> list[CompartmentIn]:
@@ -105,6 +111,11 @@ def seed_demo(ctx: Context) -> DemoKeys:
             keys.kiosk_keys[site.id] = do_create_api_key(
                 session, ctx, SEED_ACTOR, operator, f"kiosk {site.name}", [f"kiosk:{site.id}"]
             )[1]
+        keys.orgs = {o.id: o.name for o in orgs.values()}
+        for org_id in (carrier, retailer):
+            name = f"{keys.orgs[org_id]} courier"
+            courier = do_create_courier(ctx, Tx.of(session), SEED_ACTOR, org_id, name, None)
+            keys.courier_codes[org_id] = courier.code
     return keys
 
 

@@ -8,6 +8,7 @@ test knows: the kiosk's own parts are tested on them; the tests against a real s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,7 +45,9 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def compartment(n: int, *, size: str = "M", temperature: str = "ambient", state: str = "free") -> dict[str, Any]:
+def compartment(
+    n: int, *, size: str = "M", temperature: str = "ambient", state: str = "free"
+) -> dict[str, Any]:
     """Compartment n of the site as the sync lists it, on board n // 16, lock n % 16."""
     return {
         "id": f"cmp_{n:03d}",
@@ -212,7 +215,9 @@ def run_kiosk(
 
     async def main() -> T:
         link = ServerLink(settings.server, SITE, settings.key, timeout_s=0.5)
-        agent = Agent(settings, store, Doors([SimBoard(bank, poll_interval=0.01)]), link, clock=clock)
+        agent = Agent(
+            settings, store, Doors([SimBoard(bank, poll_interval=0.01)]), link, clock=clock
+        )
         await agent.start()
         running = asyncio.create_task(agent.run())
         transport = httpx.ASGITransport(app=create_kiosk_app(agent))
@@ -221,10 +226,8 @@ def run_kiosk(
                 return await scenario(Kiosk(agent, bank, store, api, clock))
         finally:
             running.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await running
-            except asyncio.CancelledError:
-                pass
             await agent.close()
 
     try:

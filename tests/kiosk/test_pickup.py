@@ -24,8 +24,12 @@ def _site(**extra: Any) -> dict[str, Any]:
     return page(
         compartments=[compartment(n, state="occupied" if n < 4 else "free") for n in range(20)],
         credentials=[
-            credential("crd_1", PARCEL, [2], pin="04817265", qr=qr_token(PARCEL), phone="601234567"),
-            credential("crd_2", "prc_2", [3], pin="11112222", expires_at=START + timedelta(hours=1)),
+            credential(
+                "crd_1", PARCEL, [2], pin="04817265", qr=qr_token(PARCEL), phone="601234567"
+            ),
+            credential(
+                "crd_2", "prc_2", [3], pin="11112222", expires_at=START + timedelta(hours=1)
+            ),
             credential("crd_o", "prc_o1", [0, 1], pin="55556666", order_id="ord_1"),
         ],
         **extra,
@@ -218,7 +222,9 @@ def test_a_stuck_door_goes_out_of_service_and_the_code_still_works(tmp_path: Pat
     run_kiosk(tmp_path, scenario, pages=[_site()], bank=bank)
 
 
-def test_an_order_with_one_stuck_door_opens_the_others_and_reports_only_those(tmp_path: Path) -> None:
+def test_an_order_with_one_stuck_door_opens_the_others_and_reports_only_those(
+    tmp_path: Path,
+) -> None:
     bank = Bank(2, 16)
     bank.jam((0, 1))
 
@@ -245,7 +251,9 @@ def test_bad_input_is_refused_with_problem_json(tmp_path: Path) -> None:
         for body, status, code in cases:
             answer = await k.pickup(**body)
             assert (answer.status_code, answer.json()["code"]) == (status, code), body
-        raw = await k.api.post("/api/pickup", content=b"{", headers={"content-type": "application/json"})
+        raw = await k.api.post(
+            "/api/pickup", content=b"{", headers={"content-type": "application/json"}
+        )
         assert raw.status_code == 400 and raw.json()["code"] == "malformed_json"
         assert sum(k.pulses(n) for n in range(20)) == 0
 

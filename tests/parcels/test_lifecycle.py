@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
@@ -270,7 +272,9 @@ def test_doors_open_and_carriers_hear_through_the_outbox(
     with ctx.db.read() as session:
         rows = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.parcel_id == parcel["id"])
+            .where(
+                OutboxMessage.parcel_id == parcel["id"], OutboxMessage.topic == "webhook.carrier"
+            )
             .order_by(OutboxMessage.seq)
         ).all()
         doors = session.scalars(
@@ -283,7 +287,14 @@ def test_doors_open_and_carriers_hear_through_the_outbox(
     ]
     assert {r.payload["org_id"] for r in rows} == {carrier.id}
     assert [d.payload["label"] for d in doors] == [parcel["compartment"]["label"]] * 2
-    assert all(d.payload["site_id"] == site for d in doors)
+    assert all(d.payload["site_id"] == site == d.site_id for d in doors)
+    # Each names its parcel and why, and expires (OPENLOCKER_COMMAND_TTL_S, 120 s).
+    assert [(d.parcel_id, d.payload["parcel_id"]) for d in doors] == [(parcel["id"],) * 2] * 2
+    assert [d.payload["reason"] for d in doors] == ["deposit", "pickup"]
+    assert all(
+        datetime.fromisoformat(d.payload["expires_at"]) == d.created_at + timedelta(seconds=120)
+        for d in doors
+    )
 
 
 def test_a_backlog_expires_in_one_run(

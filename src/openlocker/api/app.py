@@ -20,6 +20,7 @@ from openlocker.api.fastpath import HotRoutes
 from openlocker.audit.api import router as audit_router
 from openlocker.audit.service import seal_pending
 from openlocker.core.context import Context
+from openlocker.fleet.api import router as fleet_router
 from openlocker.lockers.api import router as sites_router
 from openlocker.notify.api import router as outbox_router
 from openlocker.notify.dispatcher import Dispatcher
@@ -159,6 +160,7 @@ def create_app(ctx: Context | None = None, *, run_jobs: bool = True) -> FastAPI:
         webhooks_router,
         orders_router,
         returns_router,
+        fleet_router,
     ):
         app.include_router(router)
     app.mount("/static", web.static_files, name="static")

@@ -110,6 +110,8 @@ class Message:
     parcel_id: str | None = None
     #: Credentials for the recipient, AES-GCM sealed with the server key.
     sealed: str | None = None
+    #: The site a locker command is for (its kiosk finds its pending commands by it).
+    site_id: str | None = None
 
 
 def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
@@ -124,6 +126,7 @@ def enqueue(tx: Tx, at: datetime, *messages: Message) -> None:
                 "parcel_id": message.parcel_id,
                 "payload": tx.json_param(message.payload),
                 "sealed": message.sealed,
+                "site_id": message.site_id,
             }
             for message in messages
         ],

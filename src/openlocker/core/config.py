@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=20.0, gt=0)
     #: How often reminders and expiry notices are queued.
     notices_interval_seconds: float = Field(default=60.0, gt=0)
+    #: A door command (``kiosk.open_compartment``) the kiosk has not run by then is refused
+    #: there, not run late: someone who asked to open it may have walked away.
+    command_ttl_s: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     #: Threads per process that run requests; few, because each holds the GIL while it works.
     request_threads: int = Field(default=8, ge=1, le=200)

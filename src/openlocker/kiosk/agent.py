@@ -69,9 +69,9 @@ log = logging.getLogger("openlocker.kiosk")
 
 #: Why a door was opened, kept until it closes (``door_tasks.purpose``).
 PICKUP, DEPOSIT, COMMAND = "pickup", "deposit", "command"
-#: Command reasons that hand a parcel to its recipient: an item still inside at the close
-#: raises ``item_left`` as after a pickup at the screen.
-PICKUP_REASONS = frozenset({"pickup", "link", "pickup_link", "api_pickup"})
+#: Command reasons (``parcels.service.open_door``) after which the compartment should be
+#: empty: an item still inside at the close raises ``item_left``, as after a pickup here.
+PICKUP_REASONS = frozenset({"pickup", "retrieval"})
 _BUCKET_NAMES = {decisions.PIN_ALONE: "PINs typed alone", decisions.COURIER_BUCKET: "courier codes"}
 #: Doors tried for one deposit before the kiosk gives up (each stuck one goes out of service).
 DEPOSIT_TRIES = 3

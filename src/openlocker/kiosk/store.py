@@ -586,10 +586,12 @@ class KioskStore:
                         for s in page["sizes"]
                     ],
                 )
-            self._apply_compartments(tx, page["compartments"], queued)
-            self._apply_credentials(tx, page.get("credentials", ()), queued)
+            if page.get("compartments") is not None:
+                # Sent whole with the last page of a run (null while ``more`` is true).
+                self._apply_compartments(tx, page["compartments"], queued)
+            self._apply_credentials(tx, page.get("credentials", ()), queued, now)
             for courier in page.get("couriers", ()):
-                if courier["active"]:
+                if courier["active"] and courier.get("code"):
                     tx.execute(
                         "INSERT OR REPLACE INTO couriers (id, org_id, name, code)"
                         " VALUES (?, ?, ?, ?)",
@@ -645,7 +647,7 @@ class KioskStore:
 
     @staticmethod
     def _apply_credentials(
-        tx: Tx, credentials: Iterable[Mapping[str, Any]], queued: set[str]
+        tx: Tx, credentials: Iterable[Mapping[str, Any]], queued: set[str], now: datetime
     ) -> None:
         for c in credentials:
             row = tx.execute(
@@ -657,8 +659,11 @@ class KioskStore:
                 # code back (an order's item left behind), so the use is forgotten.
                 used_at = used_event = None
             if not c["active"] and used_at is None:
-                tx.execute("DELETE FROM credentials WHERE id = ?", (c["id"],))
-                continue
+                if not c.get("used"):
+                    tx.execute("DELETE FROM credentials WHERE id = ?", (c["id"],))
+                    continue
+                # Used elsewhere (a link, another kiosk): kept a while to answer code_used.
+                used_at = _time(now)
             tx.execute(
                 "INSERT OR REPLACE INTO credentials (id, parcel_id, order_id, pin, qr, phone,"
                 " expires_at, compartments, active, used_at, used_event)"

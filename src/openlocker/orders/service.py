@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -556,19 +556,49 @@ def load_order(
         now = ctx.clock()
         if now >= order.collect_by:
             raise _transition_error(order, "loaded after its collect_by")
-        opened = []
-        for item in loading:
-            claimed = parcels.do_deposit(
-                ctx, tx, principal.actor, site, item, now, latest=order.collect_by
-            )
-            opened.append(
-                CompartmentRef(id=claimed.id, label=claimed.label, size=claimed.size_code)
-            )
-        _do_settle(tx, principal.actor, order, items, now)
-        pickup = None
-        if order.status == "ready":
-            pickup = _do_issue(ctx, tx, site, order, items)
+        opened, pickup = do_load(
+            ctx, tx, principal.actor, site, order, items, loading, now, door=parcels.commanded(ctx)
+        )
         return order_view(order, items, opened=opened, pickup=pickup)
+
+
+def do_load(
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    order: OrderRow,
+    items: Sequence[parcels.ParcelRow],
+    loading: Sequence[parcels.ParcelRow],
+    now: datetime,
+    *,
+    door: parcels.Door,
+    into: str | None = None,
+) -> tuple[list[CompartmentRef], PickupCredentials | None]:
+    """Deposit ``loading`` (announced items of the locked ``order``; ``into``: the one
+    compartment a kiosk put its one item in) and settle the order; the last item in makes it
+    ``ready`` with its one credential set. Returns the doors opened and, for ``notify:
+    sender``, the credentials."""
+    opened = []
+    for item in loading:
+        claimed = parcels.do_deposit(
+            ctx, tx, actor, site, item, now, door=door, latest=order.collect_by, into=into
+        )
+        opened.append(CompartmentRef(id=claimed.id, label=claimed.label, size=claimed.size_code))
+    _do_settle(tx, actor, order, items, now)
+    pickup = None
+    if order.status == "ready":
+        pickup = _do_issue(ctx, tx, site, order, items)
+    return opened, pickup
+
+
+def lock_order(tx: Tx, order_id: str) -> tuple[OrderRow, list[parcels.ParcelRow]]:
+    """The order and its items, locked in that order (as every order use case locks them)."""
+    row = tx.one(_SELECT + " WHERE o.id = :id" + tx.lock("o"), {"id": order_id})
+    if row is None:
+        raise NotFound(f"No order {order_id!r}.", code="order_not_found")
+    order = _order(tx, row)
+    return order, _items(tx, order.id, lock=True)
 
 
 def _do_issue(
@@ -647,15 +677,31 @@ def cancel_order(ctx: Context, principal: Principal, order_id: str) -> OrderOut:
 
 
 def do_pick_up_order(
-    tx: Tx, actor: Actor, site: SiteInfo, order_id: str, kind: str, now: datetime
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    order_id: str,
+    kind: str,
+    now: datetime,
+    *,
+    door: parcels.Door,
+    opened: Collection[str] | None = None,
 ) -> PickupOut:
     """Open every compartment of the order still holding an item (its code matched, its
-    first item is locked). Each item is picked up as a parcel is; the set is used up."""
-    row = tx.one(_SELECT + " WHERE o.id = :id" + tx.lock("o"), {"id": order_id})
-    assert row is not None, "a credential set's order exists (foreign key)"
-    order = _order(tx, row)
-    items = _items(tx, order.id, lock=True)
-    waiting = [item for item in items if item.status == "deposited"]
+    first item is locked). Each item is picked up as a parcel is; the set is used up.
+
+    ``opened``: the compartments a kiosk already opened with the order's code; the items in
+    them are picked up (an expired one too: it is gone), and the set stays valid while
+    another item still waits."""
+    order, items = lock_order(tx, order_id)
+    if opened is None:
+        waiting = [item for item in items if item.status == "deposited"]
+    else:
+        waiting = [
+            item
+            for item in items
+            if item.status in ("deposited", "expired") and item.compartment_id in opened
+        ]
     if not waiting:
         raise Conflict(
             f"Nothing of order {order.reference!r} waits here any more.",
@@ -673,11 +719,14 @@ def do_pick_up_order(
             item.compartment_label,
             item.compartment_size,
         )
-        compartments.append(
-            parcels.do_pick_up_item(tx, actor, site, match, kind, now, order_id=order.id)
+        compartment = parcels.do_pick_up_item(
+            tx, actor, site, match, kind, now, door=door, order_id=order.id
         )
+        assert compartment is not None, "a waiting item is in a compartment"
+        compartments.append(compartment)
         item.status, item.picked_up_at = "picked_up", now
-    access.do_void_order_credentials(tx, order.id, now, used_kind=kind)
+    if not any(item.status == "deposited" for item in items):
+        access.do_void_order_credentials(tx, order.id, now, used_kind=kind)
     _do_settle(tx, actor, order, items, now)
     return PickupOut(
         parcel_id=waiting[0].id,

@@ -154,6 +154,9 @@ class PickupIn(Strict):
     #: PINs typed with a phone suffix are counted apart, so a lockout of PINs typed alone
     #: does not stop a recipient who adds theirs (docs/security.md).
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{4,24}$")
+    #: ``kiosk``: the calling kiosk opens the door itself (a code its own store did not
+    #: know), so no door command is queued; ``command`` (default): the server sends one.
+    door: Literal["command", "kiosk"] = "command"
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PickupIn:

@@ -52,6 +52,37 @@ SYSTEM_EXPIRY = Actor("system:expiry")
 LINK_HOLDER = Actor("recipient:link")
 
 
+@dataclass(frozen=True, slots=True)
+class Door:
+    """How a use case's doors open. With ``command_ttl`` the server tells the site's kiosk
+    to open them (``kiosk.open_compartment``, which the kiosk may run for that long); without
+    it the kiosk opened them itself (its own pickup or deposit, reported afterwards, or its
+    ``door: "kiosk"`` call) and no command is queued."""
+
+    command_ttl: timedelta | None
+
+    def commands(
+        self, site_id: str, compartment: Claimed, now: datetime, *, reason: str, parcel_id: str
+    ) -> list[Message]:
+        """The door command for ``compartment``, if the server is the one to open it."""
+        if self.command_ttl is None:
+            return []
+        return [
+            open_door(
+                site_id, compartment, now, self.command_ttl, reason=reason, parcel_id=parcel_id
+            )
+        ]
+
+
+def commanded(ctx: Context) -> Door:
+    """Doors the server opens by a command valid for ``OPENLOCKER_COMMAND_TTL_S``."""
+    return Door(timedelta(seconds=ctx.settings.command_ttl_s))
+
+
+#: Doors the kiosk opened itself: nothing is queued.
+KIOSK_OPENED = Door(None)
+
+
 @dataclass(frozen=True)
 class Answer:
     """A use case's result as the API returns it; ``replayed`` for idempotent retries."""
@@ -218,10 +249,12 @@ def _set(tx: Tx, parcel: ParcelRow, **changes: Any) -> None:
     tx.defer(f"UPDATE parcels SET {assignments} WHERE id = :id", {**changes, "id": parcel.id})
 
 
-def _set_compartment_state(tx: Tx, compartment_id: str, state: str) -> None:
+def _free_compartment(tx: Tx, compartment_id: str) -> None:
+    """A compartment whose parcel left is free again, unless it is out of service (its door
+    or lock failed while the parcel was inside)."""
     tx.defer(
-        "UPDATE compartments SET state = :state WHERE id = :id",
-        {"state": state, "id": compartment_id},
+        "UPDATE compartments SET state = 'free' WHERE id = :id AND state <> 'out_of_service'",
+        {"id": compartment_id},
     )
 
 
@@ -505,14 +538,31 @@ def deposit(
             raise _transition_error(parcel.status, "deposited")
         site = access_site_info(ctx, tx, parcel.site_id)
         now = ctx.clock()
-        do_deposit(ctx, tx, principal.actor, site, parcel, now)
-        pickup, message = _issue(tx, ctx, parcel, site)
-        if message is not None:
-            enqueue(tx, now, message)
+        pickup = do_deposit_parcel(ctx, tx, principal.actor, site, parcel, now, door=commanded(ctx))
         answer = Answer(200, parcel_view(parcel))
         if idempotency_key is not None:
             _remember(tx, ctx, principal.org_id, endpoint, idempotency_key, digest, answer)
     return replace(answer, parcel=answer.parcel.model_copy(update={"pickup": pickup}))
+
+
+def do_deposit_parcel(
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    parcel: ParcelRow,
+    now: datetime,
+    *,
+    door: Door,
+    into: str | None = None,
+) -> PickupCredentials | None:
+    """Deposit a parcel (``do_deposit``) and issue its credentials: returned for ``notify:
+    sender``, else queued for the recipient."""
+    do_deposit(ctx, tx, actor, site, parcel, now, door=door, into=into)
+    pickup, message = _issue(tx, ctx, parcel, site)
+    if message is not None:
+        enqueue(tx, now, message)
+    return pickup
 
 
 def do_deposit(
@@ -523,11 +573,19 @@ def do_deposit(
     parcel: ParcelRow,
     now: datetime,
     *,
+    door: Door,
     latest: datetime | None = None,
+    into: str | None = None,
 ) -> Claimed:
     """Put an announced parcel (locked) in its reserved compartment or the best free one: the
-    door opens, the carrier is told. Its deadline is the zone's dwell time from now, or
-    ``latest`` when that comes first. The caller issues credentials."""
+    door opens (``door``), the carrier is told. Its deadline is the zone's dwell time from
+    now, or ``latest`` when that comes first. The caller issues credentials.
+
+    ``into`` puts it in that compartment of the site instead (the kiosk chose it; the caller
+    has moved any other parcel out of it), freeing a reservation elsewhere."""
+    if into is not None and into != parcel.compartment_id:
+        _release_compartment(tx, parcel)
+        parcel.compartment_id = into
     if parcel.compartment_id is not None:
         reserved = tx.one(
             "UPDATE compartments SET state = 'occupied', use_count = use_count + 1"
@@ -560,7 +618,8 @@ def do_deposit(
         data={"label": claimed.label},
     )
     # Queued before the credentials so that they ride in the same statement.
-    enqueue(tx, now, open_door(site.id, claimed), webhook(parcel, "parcel.deposited", now))
+    opens = door.commands(site.id, claimed, now, reason="deposit", parcel_id=parcel.id)
+    enqueue(tx, now, *opens, webhook(parcel, "parcel.deposited", now))
     return claimed
 
 
@@ -700,7 +759,7 @@ def retrieve(ctx: Context, principal: Principal, parcel_id: str) -> ParcelOut:
         parcel = access_parcel(tx, principal, parcel_id, lock=True)
         if parcel.status != "expired":
             raise _transition_error(parcel.status, "returned")
-        do_retrieve(tx, principal.actor, parcel, ctx.clock())
+        do_retrieve(tx, principal.actor, parcel, ctx.clock(), door=commanded(ctx))
         return parcel_view(parcel)
 
 
@@ -732,10 +791,12 @@ def do_move_deadline(
     enqueue(tx, now, message)
 
 
-def do_retrieve(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+def do_retrieve(
+    tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, *, door: Door, **data: Any
+) -> None:
     """A courier takes a parcel (locked) out: an expired one is ``returned``, a return
-    ``awaiting_collection`` is ``collected``. Its door opens, its carrier is told; ``data``
-    joins the audit event's."""
+    ``awaiting_collection`` is ``collected``. Its door opens (``door``), its carrier is told;
+    ``data`` joins the audit event's."""
     if parcel.status == "awaiting_collection":
         status, event = "collected", "parcel.collected"
         _set(tx, parcel, status=status, collected_at=now)
@@ -744,8 +805,11 @@ def do_retrieve(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: 
         _set(tx, parcel, status=status, returned_at=now)
     messages = [webhook(parcel, event, now)]
     if parcel.compartment_id is not None:
-        _set_compartment_state(tx, parcel.compartment_id, "free")
-        messages.insert(0, open_door(parcel.site_id, _compartment_of(parcel)))
+        _free_compartment(tx, parcel.compartment_id)
+        opens = door.commands(
+            parcel.site_id, _compartment_of(parcel), now, reason="retrieval", parcel_id=parcel.id
+        )
+        messages[:0] = opens
     record(
         tx,
         event,
@@ -769,6 +833,7 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
     """
     principal.check_kiosk(site_id)
     kind, secret = request.kind_and_secret
+    door = KIOSK_OPENED if request.door == "kiosk" else commanded(ctx)
     failure: DomainError | None = None
     with ctx.db.sql.transaction() as tx:
         site = access_site_info(ctx, tx, site_id)
@@ -791,7 +856,7 @@ def pickup(ctx: Context, principal: Principal, site_id: str, request: PickupIn) 
                     data["refused_before"] = counted.refused_before
                 record(tx, "pickup.failed", principal.actor, now, site_id=site.id, data=data)
         else:
-            return _do_pickup(tx, principal.actor, site, match, kind, now)
+            return _do_pickup(tx, principal.actor, site, match, kind, now, door=door)
     raise failure
 
 
@@ -871,7 +936,7 @@ def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupO
         now = ctx.clock()
         access.check_presence_allowed(link, now)
         if presence.is_present(ctx.keyring, site.id, presence_code, now):
-            return _do_pickup(tx, LINK_HOLDER, site, match, "link", now)
+            return _do_pickup(tx, LINK_HOLDER, site, match, "link", now, door=commanded(ctx))
         lockout = access.do_count_presence_failure(tx, link, now)
         record(
             tx,
@@ -892,17 +957,25 @@ def pickup_by_link(ctx: Context, link_token: str, presence_code: str) -> PickupO
 
 
 def _do_pickup(
-    tx: Tx, actor: Actor, site: SiteInfo, match: access.Match, kind: str, now: datetime
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    match: access.Match,
+    kind: str,
+    now: datetime,
+    *,
+    door: Door,
 ) -> PickupOut:
     if match.order_id is not None:
         # Imported here: orders build on the parcel lifecycle, not the other way round.
         from openlocker.orders.service import do_pick_up_order
 
-        return do_pick_up_order(tx, actor, site, match.order_id, kind, now)
+        return do_pick_up_order(tx, actor, site, match.order_id, kind, now, door=door)
     if match.status != "deposited" or match.compartment_id is None:
         raise _transition_error(match.status, "picked up")
     access.do_void_credentials(tx, match.parcel_id, now, used_kind=kind)
-    compartment = do_pick_up_item(tx, actor, site, match, kind, now)
+    compartment = do_pick_up_item(tx, actor, site, match, kind, now, door=door)
+    assert compartment is not None, "a deposited parcel is in a compartment"
     return PickupOut(
         parcel_id=match.parcel_id,
         tracking_number=match.tracking_number,
@@ -919,13 +992,20 @@ def do_pick_up_item(
     item: access.Match,
     kind: str,
     now: datetime,
+    *,
+    door: Door,
     **data: Any,
-) -> CompartmentRef:
-    """Take a deposited parcel out (the caller voids its credentials): the door opens, the
-    compartment is free, the carrier is told. ``data`` joins the audit event's."""
-    assert item.compartment_id and item.compartment_label and item.compartment_size
-    compartment = Claimed(item.compartment_id, item.compartment_label, item.compartment_size)
-    _set_compartment_state(tx, compartment.id, "free")
+) -> CompartmentRef | None:
+    """Take a parcel out (the caller voids its credentials): its door opens (``door``), its
+    compartment is free, the carrier is told. ``data`` joins the audit event's. A parcel no
+    longer in a compartment (a kiosk reports a pickup the server did not expect) is picked up
+    all the same, touching no compartment; None is returned then."""
+    compartment = None
+    if item.compartment_id is not None:
+        compartment = Claimed(
+            item.compartment_id, item.compartment_label or "", item.compartment_size or ""
+        )
+        _free_compartment(tx, compartment.id)
     tx.defer(
         "UPDATE parcels SET status = 'picked_up', picked_up_at = :now WHERE id = :id",
         {"now": now, "id": item.parcel_id},
@@ -937,7 +1017,7 @@ def do_pick_up_item(
         now,
         site_id=site.id,
         parcel_id=item.parcel_id,
-        compartment_id=compartment.id,
+        compartment_id=item.compartment_id,
         data={"method": kind, **data},
     )
     webhook = _webhook_message(
@@ -948,7 +1028,11 @@ def do_pick_up_item(
         "parcel.picked_up",
         now,
     )
-    enqueue(tx, now, open_door(site.id, compartment), webhook)
+    if compartment is None:
+        enqueue(tx, now, webhook)
+        return None
+    opens = door.commands(site.id, compartment, now, reason="pickup", parcel_id=item.parcel_id)
+    enqueue(tx, now, *opens, webhook)
     return CompartmentRef(id=compartment.id, label=compartment.label, size=compartment.size_code)
 
 
@@ -973,11 +1057,32 @@ def _release_compartment(tx: Tx, parcel: ParcelRow) -> str | None:
     return released
 
 
-def open_door(site_id: str, compartment: Claimed) -> Message:
-    """The command that makes the site's locker open this compartment's door."""
+def open_door(
+    site_id: str,
+    compartment: Claimed,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    reason: str,
+    parcel_id: str,
+) -> Message:
+    """The command that makes the site's locker open this compartment's door for
+    ``parcel_id``, if it gets it within ``ttl`` (``expires_at``: a kiosk refuses it later).
+    ``reason`` says what for (``deposit``, ``pickup``, ``retrieval``, ``return_drop_off``).
+    Its outbox id is the command's id for the kiosk, over HTTP sync and MQTT alike
+    (``docs/kiosk-sync.md``)."""
     return Message(
         "kiosk.open_compartment",
-        {"site_id": site_id, "compartment_id": compartment.id, "label": compartment.label},
+        {
+            "site_id": site_id,
+            "compartment_id": compartment.id,
+            "label": compartment.label,
+            "parcel_id": parcel_id,
+            "reason": reason,
+            "expires_at": (now + ttl).isoformat(),
+        },
+        parcel_id=parcel_id,
+        site_id=site_id,
     )
 
 

@@ -284,7 +284,9 @@ def drop_off(ctx: Context, principal: Principal, site_id: str, code: str) -> Dro
             enqueue(
                 tx,
                 now,
-                parcels.open_door(site.id, claimed),
+                *parcels.commanded(ctx).commands(
+                    site.id, claimed, now, reason="return_drop_off", parcel_id=parcel.id
+                ),
                 receipt,
                 _webhook(item, "return.dropped_off", now, site_id=site.id),
             )
@@ -412,7 +414,9 @@ def scan_out(
             enqueue(tx, now, discrepancy)
             return parcel
         was_return = parcel.status == "awaiting_collection"
-        parcels.do_retrieve(tx, principal.actor, parcel, now, manifest=True)
+        parcels.do_retrieve(
+            tx, principal.actor, parcel, now, door=parcels.commanded(ctx), manifest=True
+        )
         if was_return:
             row = tx.one(
                 "UPDATE returns SET status = 'collected' WHERE parcel_id = :id"

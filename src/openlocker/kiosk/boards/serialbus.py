@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import queue
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -146,7 +147,9 @@ class SerialBus:
                 answer: bytes | BaseException | None = self._exchange(request)
             except BoardFault as fault:
                 answer = fault
-            except (serial.SerialException, OSError) as error:
+            except (serial.SerialException, OSError, termios.error) as error:
+                # termios.error is no OSError: a flush on an unplugged adapter raises it, and
+                # a thread that died of it would leave every later request waiting forever.
                 answer = BoardPortError(f"{self.port}: {error}", board=request.board)
             request.loop.call_soon_threadsafe(_settle, request.future, answer)
 
