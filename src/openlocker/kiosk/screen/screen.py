@@ -13,14 +13,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from babel import Locale
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from openlocker.access.credentials import PHONE_SUFFIX_DIGITS, PIN_LENGTH
+from openlocker.core.errors import Unauthorized
 from openlocker.core.i18n import DEFAULT, Catalogs
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ COURIER_IDLE_S = 120
 COURIER_WARN_S = 20
 
 _STATIC = Path(__file__).parent / "static"
-_FILES = {"screen.css": "text/css", "screen.js": "text/javascript"}
+_FILES = {"screen.css": "text/css", "screen.js": "text/javascript", "icon.svg": "image/svg+xml"}
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
@@ -55,6 +56,8 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _LABEL = re.compile(r"([A-Z]{1,2})0*([1-9][0-9]?)")
+#: The most doors one deposits poll asks about.
+_MAX_DEPOSITS = 50
 #: The largest wall drawn; a bigger one shows labels only.
 _MAX_COLUMNS, _MAX_ROWS = 30, 30
 
@@ -112,6 +115,7 @@ MESSAGES = {
     "deposit_opened": N_("Put parcel %(tracking)s in compartment %(label)s and close the door."),
     "deposit_open": N_("door open"),
     "deposit_done": N_("deposited"),
+    "deposit_empty": N_("closed empty: scan the parcel again"),
     "wait": N_("Just a moment…"),
 }
 
@@ -258,10 +262,43 @@ def site_of(site: Mapping[str, Any] | None, labels: Iterable[str]) -> ScreenSite
     return ScreenSite(str(site.get("name") or ""), site.get("language"), tuple(labels))
 
 
+def deposits_router(agent: Agent) -> APIRouter:
+    """``GET /api/courier/deposits?compartment_id=…``: for each door the signed-in courier
+    opened, whether it is still open and whether its closing confirmed the parcel (the
+    compartment is ``occupied``; a door shut on an empty compartment confirms nothing)."""
+    routes = APIRouter(include_in_schema=False)
+
+    @routes.get("/api/courier/deposits")
+    async def deposits(
+        compartment_id: Annotated[list[str], Query(max_length=_MAX_DEPOSITS)],
+    ) -> Response:
+        if agent.courier is None:
+            raise Unauthorized("Sign in with your courier code first.", code="courier_required")
+        open_now = {door["compartment"]["id"] for door in agent.state()["open_doors"]}
+        answer = []
+        for identifier in compartment_id:
+            compartment = agent.store.compartment(identifier)
+            if compartment is None:
+                continue
+            shut = identifier not in open_now
+            answer.append(
+                {
+                    "compartment_id": identifier,
+                    "door": "closed" if shut else "open",
+                    "confirmed": shut and compartment.state == "occupied",
+                }
+            )
+        return JSONResponse({"deposits": answer}, headers={"Cache-Control": "no-store"})
+
+    return routes
+
+
 def mount(app: FastAPI, agent: Agent) -> None:
-    """Serve the page on ``app`` from what ``agent``'s store knows of its site."""
+    """Serve the page on ``app`` from what ``agent``'s store knows of its site, and the
+    courier's deposit confirmations it polls."""
 
     def site() -> ScreenSite:
         return site_of(agent.store.meta("site"), (c.label for c in agent.store.compartments()))
 
     app.include_router(router(site))
+    app.include_router(deposits_router(agent))

@@ -359,7 +359,7 @@
 
   // --- couriers ---------------------------------------------------------------------------------
 
-  const deposits = new Map(); // compartment id -> {item, seen}
+  const deposits = new Map(); // compartment id -> {item}
 
   async function courierLogin() {
     const code = $("courier-code").value.trim();
@@ -412,20 +412,33 @@
       const item = document.createElement("li");
       item.innerHTML = '<span class="deposit-label"></span> <span class="deposit-number"></span> <span class="deposit-state"></span>';
       $("deposits").prepend(item);
-      entry = { item, seen: false };
+      entry = { item };
       deposits.set(compartment.id, entry);
     }
-    entry.seen = false;
     entry.item.querySelector(".deposit-label").textContent = compartment.label;
     entry.item.querySelector(".deposit-number").textContent = number;
-    depositState(entry, false);
+    depositState(entry, "open");
     typing(false);
     mark("courier-wall", [compartment.label]);
   }
 
-  function depositState(entry, done) {
-    entry.item.dataset.state = done ? "done" : "open";
-    entry.item.querySelector(".deposit-state").textContent = done ? T.deposit_done : T.deposit_open;
+  function depositState(entry, state) {
+    entry.item.dataset.state = state;
+    entry.item.querySelector(".deposit-state").textContent = T[`deposit_${state}`];
+  }
+
+  // Each door's closing confirms its parcel, unless the compartment was shut empty.
+  async function pollDeposits() {
+    const waiting = [...deposits].filter(([, e]) => e.item.dataset.state !== "done");
+    if (current !== "courier" || !waiting.length) return;
+    const query = waiting.map(([id]) => `compartment_id=${encodeURIComponent(id)}`).join("&");
+    const { ok, answer } = await call(`/api/courier/deposits?${query}`, undefined, POLL_TIMEOUT_MS);
+    if (!ok) return;
+    for (const door of answer.deposits || []) {
+      const entry = deposits.get(door.compartment_id);
+      if (!entry) continue;
+      depositState(entry, door.door === "open" ? "open" : door.confirmed ? "done" : "empty");
+    }
   }
 
   function typing(on) {
@@ -472,6 +485,7 @@
       }
       presence(answer.presence_code);
       doors(answer.open_doors || []);
+      await pollDeposits();
       // A courier left signed in by a page that went away is signed out with it.
       if (firstPoll && answer.courier) call("/api/courier/logout", {});
       firstPoll = false;
@@ -500,10 +514,6 @@
           if (current === "opened") home();
         }, CLOSED_MS);
       }
-    }
-    for (const [id, entry] of deposits) {
-      if (ids.has(id)) entry.seen = true;
-      else if (entry.seen && entry.item.dataset.state !== "done") depositState(entry, true);
     }
     announced = new Set([...announced].filter((id) => ids.has(id)));
     const remote = open.filter(
