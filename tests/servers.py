@@ -27,12 +27,18 @@ def _free_port() -> int:
 
 @contextmanager
 def serving(
-    ctx: Context, *, workers: int = 2, startup_s: float = 60.0, log_level: str = "WARNING"
+    ctx: Context,
+    *,
+    workers: int = 2,
+    startup_s: float = 60.0,
+    log_level: str = "WARNING",
+    port: int | None = None,
 ) -> Iterator[str]:
     """Serve ``ctx``'s database with its secret and data folder; yields the base URL.
 
-    The server's log is ``serve-<port>.log`` in the data folder."""
-    port = _free_port()
+    ``port`` serves again where an earlier server was (a kiosk that lost its server finds
+    it back). The server's log is ``serve-<port>.log`` in the data folder."""
+    port = port or _free_port()
     env = {
         **os.environ,
         "OPENLOCKER_DATABASE_URL": ctx.settings.database_url,
@@ -42,7 +48,7 @@ def serving(
     }
     ctx.settings.data_folder.mkdir(parents=True, exist_ok=True)
     log = ctx.settings.data_folder / f"serve-{port}.log"
-    with log.open("wb") as stderr:
+    with log.open("ab") as stderr:
         server = subprocess.Popen(
             [str(_OPENLOCKER), "serve", "--port", str(port), "--workers", str(workers)],
             env=env,

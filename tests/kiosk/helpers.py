@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -71,6 +70,7 @@ def credential(
     phone: str | None = None,
     expires_at: datetime | None = None,
     active: bool = True,
+    used: bool = False,
     order_id: str | None = None,
 ) -> dict[str, Any]:
     """A credential row with the kiosk digests of ``pin``, ``qr`` and the phone suffix."""
@@ -83,6 +83,7 @@ def credential(
         "phone": kiosk_digest(DIGEST_KEY, "phone", phone[-4:]) if phone else None,
         "expires_at": (expires_at or START + timedelta(days=3)).isoformat(),
         "active": active,
+        "used": used,
         "compartments": [{"id": f"cmp_{n:03d}", "label": f"A{n + 1}"} for n in compartments],
     }
 
@@ -234,7 +235,3 @@ def run_kiosk(
         return asyncio.run(main())
     finally:
         store.close()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from openlocker.kiosk.boards import BoardFault
 from openlocker.kiosk.boards.bank import Bank
+from openlocker.kiosk.boards.sim import SimBoard
+from openlocker.kiosk.doors import Doors
 from openlocker.kiosk.store import INTENDED, INTERRUPTED, OPENED, KioskStore
 from tests.kiosk.helpers import START, Kiosk, compartment, credential, page, run_kiosk
 
@@ -134,5 +140,53 @@ def test_every_pulse_is_journalled_and_settled(tmp_path: Path) -> None:
         await k.pickup(pin="12345678")
         assert [(p.compartment_id, p.state) for p in k.store.pulses()] == [("cmp_001", OPENED)]
         assert k.store.pulses(INTENDED) == []
+
+    run_kiosk(tmp_path, scenario, pages=[SITE])
+
+
+def test_a_door_that_reads_open_is_pulsed_all_the_same(tmp_path: Path) -> None:
+    async def scenario(k: Kiosk) -> None:
+        k.bank.force((0, 1))  # a broken sensor wire, or someone holding it
+        await k.settle()
+        assert (await k.pickup(pin="12345678")).status_code == 200
+        assert k.pulses(1) == 1
+
+    run_kiosk(tmp_path, scenario, pages=[SITE])
+
+
+def test_boards_are_numbered_across_buses_in_the_order_given() -> None:
+    first, second = SimBoard(Bank(2, 16)), SimBoard(Bank(1, 8))
+    doors = Doors([first, second])
+
+    async def scenario() -> list[tuple[int, int]]:
+        reading = await doors.start()
+        assert len(reading.states) == 2 * 16 + 8
+        state = await doors.open((2, 7))
+        second.silence(0)
+        with pytest.raises(BoardFault) as fault:
+            await doors.read((2, 0))
+        assert fault.value.board == 2
+        assert not doors.has((2, 8)) and not doors.has((3, 0)) and doors.has((1, 15))
+        await doors.close()
+        return [state.address]
+
+    assert asyncio.run(scenario()) == [(2, 7)]
+    assert second.bank.snapshot((0, 7)).pulses == 1
+    assert first.bank.snapshot((0, 7)).pulses == 0
+
+
+def test_the_sim_endpoint_acts_as_the_person_at_the_door(tmp_path: Path) -> None:
+    async def scenario(k: Kiosk) -> None:
+        await k.pickup(pin="12345678")
+        load = await k.api.post("/api/sim/doors/cmp_001", json={"action": "load"})
+        assert load.json() == {"door_open": True, "item": True, "jammed": False}
+        await k.api.post("/api/sim/doors/cmp_001", json={"action": "close"})
+        await k.settle()
+        assert len(k.alarms("item_left")) == 1
+        missing = await k.api.post("/api/sim/doors/cmp_999", json={"action": "close"})
+        assert missing.status_code == 404
+        state = (await k.api.get("/api/state")).json()
+        assert state["online"] is False and state["presence_code"] is None
+        assert state["site"]["name"] == "Test site"
 
     run_kiosk(tmp_path, scenario, pages=[SITE])

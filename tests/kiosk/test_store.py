@@ -6,7 +6,11 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from openlocker.access.credentials import kiosk_digest
+from openlocker.core.errors import DomainError
+from openlocker.kiosk.decisions import check_credential
 from openlocker.kiosk.store import KioskStore
 from tests.kiosk.helpers import DIGEST_KEY, START, compartment, credential, expected, page
 
@@ -173,3 +177,45 @@ def test_what_was_committed_survives_the_process(tmp_path: Path) -> None:
     except RuntimeError:
         pass
     assert [e.body["n"] for e in store.events()] == [1]
+
+
+def test_a_code_used_elsewhere_is_kept_to_answer_code_used(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.apply_pull(
+        page(
+            compartments=[compartment(0)],
+            credentials=[
+                credential("crd_1", "prc_1", [0], pin="11111111", active=False, used=True),
+                credential("crd_2", "prc_2", [0], pin="22222222", active=False),
+            ],
+        ),
+        START,
+    )
+    used = store.credential_by("pin", kiosk_digest(DIGEST_KEY, "pin", "11111111"))
+    with pytest.raises(DomainError) as refused:
+        check_credential(used, START)
+    assert refused.value.code == "code_used"
+    assert _pin(store, "22222222") is None
+
+
+def test_a_sync_afresh_keeps_the_queue_and_the_uses_it_reports(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.apply_pull(
+        page(
+            compartments=[compartment(0), compartment(1)],
+            credentials=[
+                credential("crd_1", "prc_1", [0], pin="11111111"),
+                credential("crd_2", "prc_2", [1], pin="22222222"),
+            ],
+            expected=[expected("prc_3", "T3", "org")],
+        ),
+        START,
+    )
+    with store.write() as tx:
+        event = tx.queue("pickup", START, {})
+        tx.use_credential("crd_1", START, event)
+    store.forget_synced()
+    assert store.meta("cursor") is None
+    assert [e.id for e in store.events()] == [event]
+    assert _pin(store, "11111111") == "crd_1" and _pin(store, "22222222") is None
+    assert store.expected_by_tracking("T3") == []

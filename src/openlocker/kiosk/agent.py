@@ -48,7 +48,7 @@ from openlocker.kiosk.boards import (
 )
 from openlocker.kiosk.config import KioskSettings
 from openlocker.kiosk.doors import Doors
-from openlocker.kiosk.link import ServerLink, ServerRefusal, Unreachable
+from openlocker.kiosk.link import CursorRefused, ServerLink, ServerRefusal, Unreachable
 from openlocker.kiosk.store import (
     FAILED,
     INTENDED,
@@ -139,6 +139,7 @@ class Agent:
         self._by_address: dict[Address, Compartment] = {}
         self._digest_key: bytes | None = None
         self._public_keys: dict[int, Ed25519PublicKey] = {}
+        self._unmapped: list[str] = []
         self._load()
 
     # --- life cycle --------------------------------------------------------------------------
@@ -155,9 +156,15 @@ class Agent:
             for c in self.store.compartments()
             if c.address is not None and self.doors.has(c.address)
         }
-        unmapped = [c.label for c in self.store.compartments() if c.address is None]
-        if unmapped:
-            log.warning("compartments without a board and lock", extra={"labels": unmapped})
+        unmapped = sorted(
+            c.label for c in self.store.compartments() if c.address not in self._by_address
+        )
+        if unmapped and unmapped != self._unmapped:
+            log.warning(
+                "compartments not on this kiosk's boards: never opened",
+                extra={"count": len(unmapped), "labels": unmapped[:20]},
+            )
+        self._unmapped = unmapped
 
     async def start(self) -> None:
         """Read every lock (pulsing nothing) and settle what a previous run left unfinished."""
@@ -826,7 +833,17 @@ class Agent:
     async def _pull(self) -> list[dict[str, Any]]:
         commands: list[dict[str, Any]] = []
         while True:
-            page = await self.link.pull(self.store.meta("cursor"), self.settings.pull_limit)
+            cursor = self.store.meta("cursor")
+            try:
+                page = await self.link.pull(cursor, self.settings.pull_limit)
+            except CursorRefused as refused:
+                if cursor is None:
+                    raise Unreachable(
+                        f"the server refused a sync without a cursor: {refused}"
+                    ) from None
+                log.warning("sync cursor refused: syncing afresh", extra={"code": str(refused)})
+                self.store.forget_synced()
+                continue
             self.store.apply_pull(page, self.clock())
             commands.extend(page.get("commands", ()))
             if not page.get("more"):

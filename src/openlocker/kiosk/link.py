@@ -26,6 +26,11 @@ class Unreachable(Exception):
         self.reason = reason
 
 
+class CursorRefused(Exception):
+    """The server does not know the kiosk's cursor (``cursor_ahead``: restored from a backup;
+    ``invalid_cursor``): the kiosk must sync afresh from an empty store."""
+
+
 class ServerRefusal(DomainError):
     """The server refused a pickup: its status, code and detail, passed on to the screen."""
 
@@ -82,11 +87,14 @@ class ServerLink:
         return response
 
     async def pull(self, cursor: str | None, limit: int) -> dict[str, Any]:
-        """One page of changes since ``cursor`` (None: from the start)."""
+        """One page of changes since ``cursor`` (None: from the start); ``CursorRefused`` when
+        the server does not know the cursor."""
         params: dict[str, Any] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
         response = await self._call("GET", f"/v1/sites/{self.site_id}/kiosk/sync", params=params)
+        if _code(response) in ("cursor_ahead", "invalid_cursor"):
+            raise CursorRefused(_code(response))
         if response.status_code != 200:
             raise Unreachable(f"sync answered {response.status_code} {_code(response)}")
         page: dict[str, Any] = response.json()

@@ -561,6 +561,21 @@ class KioskStore:
 
     # --- applying a pull ---------------------------------------------------------------------
 
+    def forget_synced(self) -> None:
+        """Drop what the server sent and the cursor, for a sync afresh; keep the queue, the
+        journal and the credentials used here whose events are queued (their use stands)."""
+        with self.write() as tx:
+            tx.execute(
+                "DELETE FROM credentials WHERE used_event IS NULL"
+                " OR used_event NOT IN (SELECT id FROM events)"
+            )
+            tx.execute("DELETE FROM couriers")
+            tx.execute(
+                "DELETE FROM expected WHERE deposited_event IS NULL"
+                " OR deposited_event NOT IN (SELECT id FROM events)"
+            )
+            tx.execute("DELETE FROM meta WHERE key = 'cursor'")
+
     def apply_pull(self, page: Mapping[str, Any], now: datetime) -> None:
         """Apply one page of ``GET …/kiosk/sync`` and its cursor in one transaction.
 
