@@ -79,9 +79,7 @@ MESSAGES = {
     "and": N_("%(first)s and %(last)s"),
     "pin_short": N_("Type all %(count)s digits of your PIN."),
     "phone_short": N_("Type the last %(count)s digits of your phone number."),
-    "invalid_code": N_(
-        "This code does not open any compartment here. Check it and try again."
-    ),
+    "invalid_code": N_("This code does not open any compartment here. Check it and try again."),
     "invalid_code_phone": N_("No parcel here has this PIN and this phone number."),
     "code_used": N_("This code has already been used."),
     "code_expired": N_("This code has expired. Please contact the sender."),
@@ -103,9 +101,7 @@ MESSAGES = {
     "courier_required": N_("You have been signed out. Please sign in again."),
     "signed_in": N_("Signed in as %(name)s"),
     "signed_out": N_("You have been signed out."),
-    "parcel_not_expected": N_(
-        "No parcel with this tracking number is announced for this locker."
-    ),
+    "parcel_not_expected": N_("No parcel with this tracking number is announced for this locker."),
     "wrong_carrier": N_("This parcel belongs to another carrier."),
     "already_deposited": N_("This parcel is in the locker already."),
     "site_full": N_("No free compartment here takes this parcel."),

@@ -168,7 +168,9 @@ def test_a_courier_deposits_parcel_after_parcel_and_is_signed_out_when_idle(
         screen.keyboard.press("Enter")
         done = screen.get_by_role("list", name="Doors opened on this visit").get_by_role("listitem")
         expect(done).to_have_count(1)
-        label = wait_for(lambda: next((lbl for lbl in rig.addresses if rig.door(lbl)), None), "a door")
+        label = wait_for(
+            lambda: next((lbl for lbl in rig.addresses if rig.door(lbl)), None), "a door"
+        )
         expect(screen.get_by_role("alert").first).to_have_text(
             f"Put parcel {first['tracking_number']} in compartment {label} and close the door."
         )
