@@ -73,10 +73,10 @@ def sealed_sync(
     return sync(client, site, kiosk, store, **kw)
 
 
-def event(kind: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    """A kiosk event with a fresh id."""
+def event(type_: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    """A kiosk event of ``type_`` with a fresh id."""
     number = next(_events)
-    return {"id": f"kev_{number:06d}", "seq": number, "type": kind, "at": at.isoformat(), **fields}
+    return {"id": f"kev_{number:06d}", "seq": number, "type": type_, "at": at.isoformat(), **fields}
 
 
 def push(

@@ -574,15 +574,16 @@ def do_load(
     *,
     door: parcels.Door,
     into: str | None = None,
+    **data: Any,
 ) -> tuple[list[CompartmentRef], PickupCredentials | None]:
     """Deposit ``loading`` (announced items of the locked ``order``; ``into``: the one
     compartment a kiosk put its one item in) and settle the order; the last item in makes it
     ``ready`` with its one credential set. Returns the doors opened and, for ``notify:
-    sender``, the credentials."""
+    sender``, the credentials. ``data`` joins each deposit's audit event."""
     opened = []
     for item in loading:
         claimed = parcels.do_deposit(
-            ctx, tx, actor, site, item, now, door=door, latest=order.collect_by, into=into
+            ctx, tx, actor, site, item, now, door=door, latest=order.collect_by, into=into, **data
         )
         opened.append(CompartmentRef(id=claimed.id, label=claimed.label, size=claimed.size_code))
     _do_settle(tx, actor, order, items, now)

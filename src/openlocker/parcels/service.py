@@ -555,10 +555,11 @@ def do_deposit_parcel(
     *,
     door: Door,
     into: str | None = None,
+    **data: Any,
 ) -> PickupCredentials | None:
     """Deposit a parcel (``do_deposit``) and issue its credentials: returned for ``notify:
     sender``, else queued for the recipient."""
-    do_deposit(ctx, tx, actor, site, parcel, now, door=door, into=into)
+    do_deposit(ctx, tx, actor, site, parcel, now, door=door, into=into, **data)
     pickup, message = _issue(tx, ctx, parcel, site)
     if message is not None:
         enqueue(tx, now, message)
@@ -576,13 +577,15 @@ def do_deposit(
     door: Door,
     latest: datetime | None = None,
     into: str | None = None,
+    **data: Any,
 ) -> Claimed:
     """Put an announced parcel (locked) in its reserved compartment or the best free one: the
     door opens (``door``), the carrier is told. Its deadline is the zone's dwell time from
     now, or ``latest`` when that comes first. The caller issues credentials.
 
     ``into`` puts it in that compartment of the site instead (the kiosk chose it; the caller
-    has moved any other parcel out of it), freeing a reservation elsewhere."""
+    has moved any other parcel out of it), freeing a reservation elsewhere. ``data`` joins
+    the audit event's."""
     if into is not None and into != parcel.compartment_id:
         _release_compartment(tx, parcel)
         parcel.compartment_id = into
@@ -615,7 +618,7 @@ def do_deposit(
         site_id=site.id,
         parcel_id=parcel.id,
         compartment_id=claimed.id,
-        data={"label": claimed.label},
+        data={"label": claimed.label, **data},
     )
     # Queued before the credentials so that they ride in the same statement.
     opens = door.commands(site.id, claimed, now, reason="deposit", parcel_id=parcel.id)
@@ -1126,6 +1129,84 @@ def expire_due(ctx: Context, *, batch: int = 500) -> tuple[int, int]:
             return total_expired, total_released
 
 
+def do_expire(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+    """A parcel (locked) in its compartment waits no longer for its recipient: its
+    credentials die, it waits for its courier (``retrieve``), its carrier is told."""
+    _set(tx, parcel, status="expired", expired_at=now)
+    access.do_void_credentials(tx, parcel.id, now)
+    record(
+        tx,
+        "parcel.expired",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=parcel.compartment_id,
+        data=data,
+    )
+    enqueue(tx, now, webhook(parcel, "parcel.expired", now))
+
+
+def do_move_reservation(
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    site: SiteInfo,
+    parcel: ParcelRow,
+    now: datetime,
+    **data: Any,
+) -> str | None:
+    """Move an announced parcel's (locked) reservation to the best other free compartment
+    (its old one is the caller's to reuse or take out of service); without room it has none
+    until its deposit claims one. Audited (``parcel.reservation_moved``); returns the new
+    compartment's id."""
+    before = parcel.compartment_id
+    try:
+        claimed: Claimed | None = do_claim_compartment(
+            ctx, tx, site, _need(parcel), state="reserved"
+        )
+    except Conflict as full:
+        if full.code != "site_full":
+            raise
+        claimed = None
+    if claimed is not None:
+        _put_in(parcel, claimed)
+        _set(tx, parcel, compartment_id=claimed.id)
+    else:
+        parcel.compartment_label = parcel.compartment_size = None
+        _set(tx, parcel, compartment_id=None, reserved_until=None)
+    record(
+        tx,
+        "parcel.reservation_moved",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=before,
+        data={"to": claimed.id if claimed else None, **data},
+    )
+    return claimed.id if claimed else None
+
+
+def do_displace(tx: Tx, actor: Actor, parcel: ParcelRow, now: datetime, **data: Any) -> None:
+    """A parcel (locked) the server had in a compartment that the locker found empty (it put
+    another parcel in): where it is, nobody knows, so it is in none until an operator finds
+    out. Audited (``parcel.displaced``)."""
+    before = parcel.compartment_id
+    parcel.compartment_label = parcel.compartment_size = None
+    _set(tx, parcel, compartment_id=None)
+    record(
+        tx,
+        "parcel.displaced",
+        actor,
+        now,
+        site_id=parcel.site_id,
+        parcel_id=parcel.id,
+        compartment_id=before,
+        data=data,
+    )
+
+
 def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
     now = ctx.clock()
     with ctx.db.sql.transaction() as tx:
@@ -1140,18 +1221,7 @@ def _expire_batch(ctx: Context, batch: int) -> tuple[int, int]:
         orders: set[str] = set()
         for row in due:
             parcel = _parcel(tx, row)
-            _set(tx, parcel, status="expired", expired_at=now)
-            access.do_void_credentials(tx, parcel.id, now)
-            record(
-                tx,
-                "parcel.expired",
-                SYSTEM_EXPIRY,
-                now,
-                site_id=parcel.site_id,
-                parcel_id=parcel.id,
-                compartment_id=parcel.compartment_id,
-            )
-            enqueue(tx, now, webhook(parcel, "parcel.expired", now))
+            do_expire(tx, SYSTEM_EXPIRY, parcel, now)
             if parcel.order_id is not None:
                 orders.add(parcel.order_id)
         lapsed = tx.all(

@@ -32,6 +32,7 @@ EventType = Literal[
     "return.dropped_off",
     "return.collected",
     "collection.discrepancy",
+    "alarm.raised",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 #: Payload members that route a message rather than describe the event.
