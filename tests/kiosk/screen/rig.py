@@ -93,6 +93,8 @@ class Locker:
     shots: Path
     server: ExitStack
     addresses: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Errors the page's script raised: a test fails with any.
+    script_errors: list[str] = field(default_factory=list)
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers=self.carrier.headers, timeout=30)
@@ -152,12 +154,18 @@ class Locker:
         with self.api() as api:
             return [str(api.get(f"/v1/parcels/{p['id']}").json()["status"]) for p in parcels]
 
+    def take_out(self, label: str) -> None:
+        """The recipient takes the parcel out of ``label`` and shuts the door."""
+        self.bank.load(self.addresses[label], False)
+        self.bank.close_door(self.addresses[label])
+
     def door(self, label: str) -> bool:
         return self.bank.snapshot(self.addresses[label]).door_open
 
     def page(self, viewport: dict[str, int], *, clock: bool = False) -> Page:
         """The kiosk's screen at ``viewport``; ``clock``: time can be fast-forwarded."""
         screen = self.browser.new_context(viewport=viewport, has_touch=True).new_page()
+        screen.on("pageerror", lambda error: self.script_errors.append(str(error)))
         if clock:
             screen.clock.install()
         screen.goto(f"{self.kiosk.url}/")
@@ -207,3 +215,4 @@ def locker(
         rig.addresses = {c["label"]: (c["board"], c["lock"]) for c in listed}
         wait_for(lambda: rig.health()["online"], "the kiosk's first sync")
         yield rig
+        assert rig.script_errors == []

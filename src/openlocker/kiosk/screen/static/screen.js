@@ -20,11 +20,14 @@
   const SCAN_GAP_MS = 50;
   const SCAN_MIN = 12;
   const POLL_MS = 2000;
+  const POLL_BUSY_MS = 1000; // while a door's screen or a courier waits on doors
+  // A door the kiosk has not yet reported open is taken for shut only after this long.
+  const DOOR_REPORT_MS = 3000;
   const POLL_TIMEOUT_MS = 4000;
   const REQUEST_TIMEOUT_MS = 15000;
   // The home screen reloads after this much quiet, to pick up a renamed site or language.
   const RELOAD_MS = 15 * 60 * 1000;
-  const CLOSED_MS = 4000;
+  const CLOSED_MS = 3000;
 
   const $ = (id) => document.getElementById(id);
   const fmt = (key, values = {}) =>
@@ -91,6 +94,13 @@
     body.dataset.screen = screen;
     (focus || fieldOf(screen) || $(`${screen}-title`)).focus({ preventScroll: true });
     touch();
+  }
+
+  // After an answer, the screen's field takes the keys again (a scanner needs no focus, but
+  // a person tabbing does).
+  function refocus() {
+    const field = fieldOf(current);
+    if (field) field.focus({ preventScroll: true });
   }
 
   function say(id, text, tone = "bad") {
@@ -298,6 +308,7 @@
     }
     if (from === "phone") home();
     pendingPin = "";
+    refocus();
     if (answer.code === "too_many_attempts") {
       sayCountdown("home-message", "too_many_attempts", answer.retry_after || 30);
     } else if (answer.code === "invalid_code" && payload.phone) {
@@ -310,7 +321,9 @@
   // --- doors that opened ------------------------------------------------------------------------
 
   let shownIds = new Set();
+  let announced = new Set(); // open doors a door's screen has shown
   let seenOpen = false;
+  let shownAt = 0;
   let closedTimer = null;
 
   function mark(wallId, labels) {
@@ -334,7 +347,6 @@
     wall.hidden = places.length === 0;
     const text = places.join(" · ");
     wall.querySelector(".position").textContent = text;
-    wall.querySelector(".wall-grid").setAttribute("aria-label", text);
   }
 
   function opened(compartments, failed) {
@@ -352,8 +364,11 @@
     );
     mark("opened-wall", labels);
     shownIds = new Set(compartments.map((c) => c.id));
+    for (const id of shownIds) announced.add(id);
     seenOpen = false;
+    shownAt = Date.now();
     clearTimeout(closedTimer);
+    closedTimer = null;
     show("opened", $("opened-title"));
   }
 
@@ -375,6 +390,7 @@
       } else {
         say("courier-login-message", problem(answer, status, "courier_"));
       }
+      refocus();
       return;
     }
     deposits.clear();
@@ -402,6 +418,7 @@
       } else {
         say("courier-message", problem(answer, status, "deposit_"));
       }
+      refocus();
       return;
     }
     const compartment = answer.compartment;
@@ -420,6 +437,7 @@
     depositState(entry, "open");
     typing(false);
     mark("courier-wall", [compartment.label]);
+    refocus();
   }
 
   function depositState(entry, state) {
@@ -471,9 +489,17 @@
 
   let reachable = false;
   let firstPoll = true;
-  let announced = new Set(); // doors opened from elsewhere (a link pickup) already shown
+  const REMOTE = new Set(["pickup", "command"]);
 
   async function poll() {
+    try {
+      await showState();
+    } finally {
+      setTimeout(poll, current === "home" ? POLL_MS : POLL_BUSY_MS);
+    }
+  }
+
+  async function showState() {
     const { ok, answer } = await call("/api/state", undefined, POLL_TIMEOUT_MS);
     reachable = ok;
     const trouble = !ok ? "kiosk_down" : answer.online === false ? "offline" : "";
@@ -484,6 +510,8 @@
         document.querySelector(".site-name").textContent = answer.site.name;
       }
       presence(answer.presence_code);
+      // Doors already open when the page loaded were shown by the page before it, if any.
+      if (firstPoll) for (const door of answer.open_doors || []) announced.add(door.compartment.id);
       doors(answer.open_doors || []);
       await pollDeposits();
       // A courier left signed in by a page that went away is signed out with it.
@@ -492,7 +520,6 @@
     } else {
       presence(null);
     }
-    setTimeout(poll, POLL_MS);
   }
 
   function presence(shown) {
@@ -507,7 +534,7 @@
     if (current === "opened" && !closedTimer) {
       const still = [...shownIds].some((id) => ids.has(id));
       if (still) seenOpen = true;
-      else if (seenOpen) {
+      else if (seenOpen || Date.now() - shownAt > DOOR_REPORT_MS) {
         $("opened-take").textContent = T.closed;
         closedTimer = setTimeout(() => {
           closedTimer = null;
@@ -515,13 +542,14 @@
         }, CLOSED_MS);
       }
     }
+    // A door opened for a pickup elsewhere (the link page on the recipient's phone, the
+    // server): shown as if opened here, so the recipient sees where it is.
     announced = new Set([...announced].filter((id) => ids.has(id)));
     const remote = open.filter(
-      (door) => door.purpose === "command" && !announced.has(door.compartment.id),
+      (door) => REMOTE.has(door.purpose) && !announced.has(door.compartment.id),
     );
-    for (const door of remote) announced.add(door.compartment.id);
-    const quiet = current === "home" && !busy && !$("pin").value;
-    if (remote.length && (quiet || current === "opened")) {
+    const quiet = (current === "home" && !busy && !$("pin").value) || (current === "opened" && closedTimer);
+    if (remote.length && quiet) {
       opened(remote.map((door) => door.compartment), []);
     }
   }
