@@ -4,8 +4,7 @@ that syncs with it, and headless Chromium showing the kiosk's page."""
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +22,13 @@ from openlocker.kiosk.run import KioskThread
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
 from tests.factories import TEST_ACTOR, Factory, Org
+from tests.kiosk.test_end_to_end import wait_for
 from tests.servers import _free_port, serving
+from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 KIOSK = {"width": 1080, "height": 1920}
 PANEL = {"width": 800, "height": 480}
 PHONE = {"width": 390, "height": 844}
@@ -51,22 +42,6 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def wait_for(
-    predicate: Callable[[], Any], what: str | Callable[[], str], timeout_s: float = 30.0
-) -> Any:
-    """``predicate()`` once it is true; ``what`` (or what it returns) names it on a timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out waiting for {what if isinstance(what, str) else what()}"
-            )
-        time.sleep(0.05)
-
-
 def grid_site(ctx: Context, *, language: str | None, name: str) -> str:
     spec = SiteIn(
         name=name,
@@ -78,6 +53,20 @@ def grid_site(ctx: Context, *, language: str | None, name: str) -> str:
     )
     with ctx.db.transaction() as session:
         return do_create_site(session, ctx, TEST_ACTOR, spec).id
+
+
+_SMALL_TARGETS = """() => [...document.querySelectorAll("button, a, input")]
+  .filter((e) => e.checkVisibility())
+  .map((e) => [e.id || e.getAttribute("aria-label") || e.textContent.trim(),
+               e.getBoundingClientRect()])
+  .filter(([, box]) => box.width < 64 || box.height < 64)
+  .map(([name, box]) => `${name}: ${Math.round(box.width)}x${Math.round(box.height)}`)"""
+
+
+def small_targets(page: Page) -> list[str]:
+    """The visible buttons, links and fields of ``page`` smaller than 64 px either way."""
+    found: list[str] = page.evaluate(_SMALL_TARGETS)
+    return found
 
 
 @dataclass
@@ -136,7 +125,7 @@ class Locker:
         address = self.addresses[parcel["compartment"]["label"]]
         wait_for(
             lambda: self.health()["credentials"] > known and self.bank.snapshot(address).door_open,
-            lambda: f"the kiosk to sync the deposit and run its door command: {self.health()}",
+            "the kiosk to sync the deposit and run its door command",
         )
         self.bank.load(address)
         self.bank.close_door(address)
@@ -172,7 +161,9 @@ class Locker:
         return screen
 
     def shot(self, page: Page, name: str) -> None:
+        """A screenshot of ``page``, whose every visible control must be 64 px or more."""
         page.screenshot(path=str(self.shots / f"{name}.png"))
+        assert small_targets(page) == [], name
 
     def stop_server(self) -> None:
         self.server.close()

@@ -136,6 +136,14 @@ def test_after_wrong_pins_the_phone_digits_open_in_polish_on_a_small_panel(
         expect(screen.get_by_role("heading", name="Jeszcze jeden krok")).to_be_visible()
         screen.get_by_role("button", name="Anuluj").click()
 
+        # A PIN half typed and left is cleared after a minute.
+        screen.get_by_role("group", name="Klawiatura do kodu PIN").get_by_role(
+            "button", name="4", exact=True
+        ).click()
+        expect(screen.get_by_label("Kod PIN (8 cyfr)")).to_have_value("4")
+        screen.clock.fast_forward(61_000)
+        expect(screen.get_by_label("Kod PIN (8 cyfr)")).to_have_value("")
+
         # A visitor switches to English; left alone, the screen goes back to Polish.
         screen.get_by_role("link", name="English").click()
         expect(screen.get_by_role("heading", name="Collect your parcel")).to_be_visible()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from babel import Locale
 from fastapi import APIRouter, FastAPI, Query, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -192,10 +191,15 @@ def wall(labels: Iterable[str]) -> Wall | None:
     )
 
 
+#: Each catalog translates this to its language's own name, for the language buttons
+#: (babel's locale data would cost the kiosk 6 MiB for two words).
+# Translators: the name of this catalog's language, written in it ("Polski").
+LANGUAGE_NAME = N_("English")
+
+
 def language_name(language: str) -> str:
-    """A language as its own speakers write it, for the language buttons (``Polski``)."""
-    name = Locale.parse(language).get_display_name(language) or language
-    return name[:1].upper() + name[1:]
+    """A language as its own speakers write it (``Polski``)."""
+    return CATALOGS.gettext(language)(LANGUAGE_NAME)
 
 
 def render(site: ScreenSite, asked: str | None = None) -> str:
