@@ -11,6 +11,7 @@ from tests.kiosk.helpers import (
     Kiosk,
     compartment,
     courier,
+    credential,
     expected,
     page,
     run_kiosk,
@@ -111,6 +112,7 @@ def test_a_stuck_door_goes_out_of_service_and_the_next_one_opens(tmp_path: Path)
         assert status == 200
         assert body["compartment"]["id"] == "cmp_003"  # type: ignore[index]
         assert [e.body["compartment_id"] for e in k.events("out_of_service")] == ["cmp_002"]
+        assert [a["compartment_id"] for a in k.alarms("door_jammed")] == ["cmp_002"]
 
     run_kiosk(tmp_path, scenario, pages=[SITE], bank=bank)
 
@@ -143,7 +145,12 @@ def test_courier_refusals(tmp_path: Path) -> None:
         assert status == 200
         assert (await k.api.post("/api/courier/logout")).status_code == 204
         assert (await _deposit(k, "TRK-M"))[1]["code"] == "courier_required"
-        assert [e.body["method"] for e in k.events("refused")] == ["courier"]
+        refused = [(e.body["method"], e.body["reason"]) for e in k.events("refused")]
+        assert refused == [
+            ("courier", "invalid_code"),
+            ("tracking_number", "parcel_not_expected"),
+            ("tracking_number", "wrong_carrier"),
+        ]
 
     run_kiosk(tmp_path, scenario, pages=[SITE])
 
@@ -204,3 +211,21 @@ def test_a_command_on_a_stuck_lock_fails_and_takes_the_compartment_out(tmp_path:
         assert len(k.events("out_of_service")) == 1
 
     run_kiosk(tmp_path, scenario, pages=[SITE], bank=bank)
+
+
+def test_a_pickups_command_for_a_parcel_picked_up_here_is_declined(tmp_path: Path) -> None:
+    site = page(
+        compartments=[compartment(0, state="occupied")],
+        credentials=[credential("crd_1", "prc_1", [0], pin="12121212")],
+    )
+
+    async def scenario(k: Kiosk) -> None:
+        assert (await k.pickup(pin="12121212")).status_code == 200
+        command = {"id": "obx_5", "compartment_id": "cmp_000", "parcel_id": "prc_1",
+                   "reason": "pickup"}  # fmt: skip
+        assert await k.agent.run_command(command) == "declined"
+        assert k.pulses(0) == 1
+        other = command | {"id": "obx_6", "reason": "retrieval"}
+        assert await k.agent.run_command(other) == "opened"
+
+    run_kiosk(tmp_path, scenario, pages=[site])

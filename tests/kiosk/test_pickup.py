@@ -214,10 +214,14 @@ def test_a_stuck_door_goes_out_of_service_and_the_code_still_works(tmp_path: Pat
         (out,) = k.events("out_of_service")
         assert out.body == {"compartment_id": "cmp_002", "reason": "lock_stuck"}
         assert k.agent.store.compartment("cmp_002").state == "out_of_service"  # type: ignore[union-attr]
+        assert [a["state"] for a in k.alarms("door_jammed")] == ["raised"]
         k.bank.jam((0, 2), False)
         again = await k.pickup(pin="04817265")
         assert again.status_code == 200
         assert k.pulses(2) == 3
+        # It opened after all: back in service, the alarm cleared.
+        assert [a["state"] for a in k.alarms("door_jammed")] == ["raised", "cleared"]
+        assert [e.body["compartment_id"] for e in k.events("in_service")] == ["cmp_002"]
 
     run_kiosk(tmp_path, scenario, pages=[_site()], bank=bank)
 

@@ -427,9 +427,14 @@ class Agent:
         tracking_number = tracking_number.strip()
         if not 1 <= len(tracking_number) <= 64:
             raise InvalidInput("A tracking number has 1 to 64 characters.")
-        parcel = decisions.check_expected(
-            self.store.expected_by_tracking(tracking_number), org_id=session.courier.org_id
-        )
+        try:
+            parcel = decisions.check_expected(
+                self.store.expected_by_tracking(tracking_number), org_id=session.courier.org_id
+            )
+        except DomainError as refused:
+            log.info("deposit refused", extra={"code": refused.code})
+            self._refused(self.clock(), "tracking_number", refused.code, None)
+            raise
         tasks = self.store.tasks()
         again = next(
             (t for t in tasks.values() if t.purpose == DEPOSIT and t.parcel_id == parcel.parcel_id),
@@ -480,7 +485,8 @@ class Agent:
     async def run_command(self, command: Mapping[str, Any]) -> str:
         """Run a door command from the server once, by its id, and acknowledge it with a
         ``command`` event: ``opened``, ``expired`` (past ``expires_at``: not run late) or
-        ``failed``. A command already run answers its first result and does nothing.
+        ``failed``; ``declined`` for a pickup's command whose parcel was picked up here
+        already. A command already run answers its first result and does nothing.
 
         The one entry for commands, whether they came with a sync or over MQTT.
         """
@@ -497,6 +503,10 @@ class Agent:
         elif cmd.expires_at is not None and now >= cmd.expires_at:
             log.info("command expired before it came", extra={"command_id": cmd.id})
             refused = "expired"
+        elif cmd.reason == "pickup" and cmd.parcel_id and self.store.handed_over(cmd.parcel_id):
+            # Picked up here already (offline, say): the emptied door is not opened again.
+            log.info("command declined: parcel picked up here", extra={"command_id": cmd.id})
+            refused = "declined"
         if refused is not None or compartment is None:
             refused = refused or FAILED
             with self.store.write() as tx:
@@ -563,6 +573,17 @@ class Agent:
                 state = opened.states[pulse.compartment_id]
                 tx.settle_pulse(pulse.id, state, now)
                 if state == OPENED:
+                    if tx.clear_alarm("door_jammed", pulse.compartment_id):
+                        # It opened after all: back in service (what it holds says how).
+                        self._alarm(
+                            tx, now, "door_jammed", "cleared", compartment_id=pulse.compartment_id
+                        )
+                        tx.queue("in_service", now, {"compartment_id": pulse.compartment_id})
+                        tx.execute(
+                            "UPDATE compartments SET local_state = NULL, local_event = NULL"
+                            " WHERE id = ? AND local_state = 'out_of_service'",
+                            (pulse.compartment_id,),
+                        )
                     continue
                 tx.drop_task(pulse.compartment_id)
                 if state == STUCK:
@@ -576,6 +597,15 @@ class Agent:
                         {"compartment_id": pulse.compartment_id, "reason": "lock_stuck"},
                     )
                     tx.set_local_state(pulse.compartment_id, "out_of_service", event)
+                    if tx.raise_alarm("door_jammed", pulse.compartment_id, now):
+                        self._alarm(
+                            tx,
+                            now,
+                            "door_jammed",
+                            "raised",
+                            compartment_id=pulse.compartment_id,
+                            detail="the door did not open after an unlock and a second pulse",
+                        )
                 else:
                     tx.execute(
                         "UPDATE compartments SET local_state = NULL, local_event = NULL"

@@ -1,5 +1,5 @@
-"""Running a kiosk: in this process (``serve_kiosk``, ``KioskThread``) or as a child process
-(``spawn_kiosk``), as the demo and the tests do, or from ``openlocker kiosk``."""
+"""Running a kiosk: in this process (``serve_kiosk``, ``KioskThread``, ``sim_kiosk`` for the
+demo) or as a child process (``spawn_kiosk``), as the tests do, or from ``openlocker kiosk``."""
 
 from __future__ import annotations
 
@@ -187,6 +187,53 @@ class KioskThread:
         self.stop()
 
 
+def sim_kiosk(
+    server: str,
+    site_id: str,
+    key: str,
+    *,
+    ui_port: int,
+    data_dir: Path,
+    ui_host: str = "127.0.0.1",
+    wait_s: float = 60.0,
+) -> KioskThread:
+    """A kiosk on sim boards sized to the site's compartment map, in a thread of this
+    process, not yet started: what ``openlocker demo`` runs per site.
+
+    Waits (up to ``wait_s``) for ``server`` to list the site's compartments
+    (``GET /v1/sites/{id}/compartments``), so it may be called while the server starts.
+    Its touchscreen API is ``kiosk.url``; ``/api/sim/doors/…`` plays the people at the doors.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            answer = httpx.get(
+                f"{server.rstrip('/')}/v1/sites/{site_id}/compartments",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=5,
+            )
+            if answer.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not list the compartments of {site_id}")
+        time.sleep(0.2)
+    boards = 1 + max(
+        (c["board"] for c in answer.json()["items"] if c["board"] is not None), default=0
+    )
+    settings = KioskSettings(
+        site_id=site_id,
+        server=server,
+        key=key,
+        boards=(f"sim:{boards}x16",),
+        data_dir=data_dir,
+        ui_host=ui_host,
+        ui_port=ui_port,
+    )
+    return KioskThread(settings)
+
+
 def kiosk_command(settings: KioskSettings) -> list[str]:
     """The command line that runs ``settings`` as its own process (the lean entry point,
     ``python -m openlocker.kiosk``, which loads none of the server); the key goes in the
@@ -262,7 +309,3 @@ def stop_kiosk(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         return process.wait()
-
-
-def default_data_dir(site_id: str) -> Path:
-    return Path("./var/kiosk") / site_id

@@ -1,7 +1,11 @@
 """The kiosk's own SQLite: what it needs to decide alone, and what it has to tell the server.
 
-One file, ``kiosk.db`` under ``--data``, in WAL mode with ``synchronous=FULL``: a committed
-transaction is on disk before the door it allows is pulsed. Nothing here holds a plain code:
+One file, ``kiosk.db`` under ``--data``, in WAL mode. A transaction is committed before the
+door it allows is pulsed, so a killed process loses nothing. The commit does not wait for the
+disk: a flusher thread syncs the write-ahead log (fsync) right after each commit, beside the
+pulse, and checkpoints it; a disk's fsync can take tens of milliseconds under load, a door
+should not, and neither should the next recipient
+(``docs/decisions/0007-kiosk-journal-and-overlays.md``). Nothing here holds a plain code:
 credentials and courier codes are the server's kiosk digests.
 
 Local changes the server has not heard of yet are overlays: a used credential, a compartment
@@ -13,7 +17,9 @@ event, the next pull's word is the truth (see ``docs/kiosk.md``, "Offline").
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +34,8 @@ from openlocker.core.ids import new_id
 SCHEMA_VERSION = 1
 #: Credentials used here and no longer active are kept this long to answer ``code_used``.
 TOMBSTONE_DAYS = 7
+#: The flusher checkpoints the write-ahead log into the database file beyond this size.
+CHECKPOINT_BYTES = 4 * 2**20
 #: Commands already run are remembered this long, so a late repeat is not run again.
 COMMAND_MEMORY_DAYS = 7
 
@@ -391,9 +399,11 @@ class KioskStore:
         # Autocommit mode: every write runs in an explicit BEGIN IMMEDIATE … COMMIT.
         self._conn = sqlite3.connect(path, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: the WAL is synced at every commit, so a power cut after a door was pulsed
-        # cannot lose the event that reports it.
-        self._conn.execute("PRAGMA synchronous = FULL")
+        # NORMAL: a commit does not sync; the flusher does, off the agent's loop, and runs
+        # the checkpoints too (each syncs twice), so neither ever holds up a pickup.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}")
         self._conn.execute("PRAGMA busy_timeout = 5000")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
@@ -403,13 +413,47 @@ class KioskStore:
             )
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Kept open to fsync the log: SQLite keeps the file while a connection is open.
+        self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o600)
+        self._dirty = threading.Event()
+        self._closing = False
+        self._flusher = threading.Thread(target=self._flush_forever, name="kiosk store flusher")
+        self._flusher.start()
 
     def close(self) -> None:
+        """Sync what was committed, stop the flusher and close the file."""
+        self._closing = True
+        self._dirty.set()
+        self._flusher.join()
+        self.flush()
         self._conn.close()
+        os.close(self._wal)
+
+    def flush(self) -> None:
+        """Sync the write-ahead log to disk now: every transaction committed so far survives
+        a power cut."""
+        os.fsync(self._wal)
+
+    def _flush_forever(self) -> None:
+        checkpoints = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        checkpoints.execute("PRAGMA busy_timeout = 5000")
+        try:
+            while True:
+                self._dirty.wait()
+                self._dirty.clear()
+                if self._closing:
+                    return
+                self.flush()
+                if os.fstat(self._wal).st_size > CHECKPOINT_BYTES:
+                    # PASSIVE: copies what it can without waiting for, or blocking, a writer.
+                    checkpoints.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            checkpoints.close()
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """One transaction: committed (and on disk) when the block ends, rolled back on error."""
+        """One transaction: committed when the block ends (the flusher syncs it to disk a
+        moment later), rolled back on error."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield Tx(self._conn)
@@ -417,6 +461,7 @@ class KioskStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+        self._dirty.set()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(sql, params).fetchone()
@@ -482,6 +527,14 @@ class KioskStore:
     def credential(self, credential_id: str) -> Credential | None:
         row = self._one(f"{self._CREDENTIAL} WHERE id = ?", (credential_id,))
         return None if row is None else self._credential(row)
+
+    def handed_over(self, parcel_id: str) -> bool:
+        """True when a credential of ``parcel_id`` was used at this kiosk (not elsewhere)."""
+        row = self._one(
+            "SELECT 1 FROM credentials WHERE parcel_id = ? AND used_event IS NOT NULL LIMIT 1",
+            (parcel_id,),
+        )
+        return row is not None
 
     def count_credentials(self) -> int:
         return int(self._one("SELECT count(*) FROM credentials WHERE active")[0])
