@@ -22,7 +22,7 @@ from openlocker.kiosk.run import KioskThread
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
 from tests.factories import TEST_ACTOR, Factory, Org
-from tests.kiosk.test_end_to_end import wait_for
+from tests.kiosk.e2e import wait_for
 from tests.servers import _free_port, serving
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 

@@ -9,21 +9,14 @@ import secrets
 from pathlib import Path
 
 import httpx
-import pytest
 
-from openlocker.core.clock import Clock, system_clock
 from openlocker.core.context import Context
 from tests.factories import Factory
+from tests.kiosk.e2e import clock  # noqa: F401 (the real clock, for the server and the kiosk)
 from tests.kiosk.screen.rig import KIOSK, PANEL, PHONE, locker, needs_chromium, wait_for
 from tests.web.helpers import link_token
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-def clock() -> Clock:
-    """The real clock: the server and the kiosk run on it, so the test's setup does too."""
-    return system_clock
 
 
 def test_a_recipient_opens_at_the_keypad_and_with_a_scanned_qr_code(
