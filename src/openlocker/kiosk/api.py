@@ -21,6 +21,7 @@ from openlocker.core.errors import DomainError, NotFound
 from openlocker.kiosk.agent import Agent
 from openlocker.kiosk.boards import UnknownLock
 from openlocker.kiosk.boards.sim import SimBoard
+from openlocker.kiosk.screen import screen
 
 log = logging.getLogger("openlocker.kiosk")
 PROBLEM = "application/problem+json"
@@ -135,6 +136,8 @@ def create_kiosk_app(agent: Agent) -> FastAPI:
     async def courier_logout() -> Response:
         agent.courier_logout()
         return Response(status_code=204)
+
+    screen.mount(app, agent)
 
     if all(isinstance(driver, SimBoard) for driver in agent.doors.drivers):
 

@@ -1,5 +1,6 @@
 """The pages' languages: English message ids in the templates, translations in gettext
-catalogs (``locale/<lang>/LC_MESSAGES/messages.po``), dates in the site's time zone.
+catalogs (``locale/<lang>/LC_MESSAGES/messages.po``, read by ``core.i18n``), dates in the
+site's time zone.
 
 Add a language by adding its catalog (``pybabel extract -F babel.cfg`` finds every ``_()``
 of the templates); ``SUPPORTED`` is read from the folders.
@@ -7,56 +8,22 @@ of the templates); ``SUPPORTED`` is read from the folders.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from functools import cache
-from importlib import resources
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
-from babel.messages.pofile import read_po
 
-DEFAULT = "en"
-_LOCALE = resources.files("openlocker.web") / "locale"
-SUPPORTED = frozenset({DEFAULT} | {entry.name for entry in _LOCALE.iterdir() if entry.is_dir()})
+from openlocker.core.i18n import DEFAULT, Catalogs, Gettext
+
+_CATALOGS = Catalogs("openlocker.web")
+SUPPORTED = _CATALOGS.supported
 #: How long the ``Accept-Language`` header may be before the rest is ignored.
 _MAX_ACCEPT = 512
 
-Gettext = Callable[..., str]
-
-
-@cache
-def _catalog(language: str) -> dict[str, str]:
-    if language == DEFAULT:
-        return {}
-    with (_LOCALE / language / "LC_MESSAGES" / "messages.po").open("rb") as po:
-        catalog = read_po(po, locale=language)
-    return {
-        str(message.id): str(message.string)
-        for message in catalog
-        if message.id and message.string and not message.fuzzy
-    }
-
 
 def gettext(language: str) -> Gettext:
-    """``_(message, **values)`` for ``language``: the translation (else the English id) with
-    ``%(name)s`` placeholders filled in."""
-    catalog = _catalog(language)
-
-    def translate(message: str, **values: Any) -> str:
-        text = catalog.get(message, message)
-        return text % values if values else text
-
-    return translate
-
-
-def _primary(tag: str | None) -> str | None:
-    """``pl`` of ``pl-PL``, if the pages speak it."""
-    if not tag:
-        return None
-    primary = tag.strip().split("-", 1)[0].lower()
-    return primary if primary in SUPPORTED else None
+    """``_(message, **values)`` for ``language`` (``core.i18n.Catalogs.gettext``)."""
+    return _CATALOGS.gettext(language)
 
 
 def accepted(header: str | None) -> list[str]:
@@ -78,7 +45,7 @@ def accepted(header: str | None) -> list[str]:
 def choose_language(recipient: str | None, site: str | None, accept_language: str | None) -> str:
     """The recipient's language (given at announce), else the site's, else the browser's."""
     for tag in (recipient, site, *accepted(accept_language)):
-        language = _primary(tag)
+        language = _CATALOGS.language(tag)
         if language is not None:
             return language
     return DEFAULT
