@@ -41,6 +41,7 @@ from openlocker.directory.csvimport import CsvFileError, parse_csv
 from openlocker.directory.schemas import ImportReport
 from openlocker.directory.service import SYSTEM_IMPORT, import_entries
 from openlocker.kiosk.cli import kiosk
+from openlocker.kiosk.run import KioskThread, sim_kiosk
 from openlocker.notify.dispatcher import run_worker
 from openlocker.planning.cli import plan_app
 
@@ -337,7 +338,7 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     simulate: Annotated[
-        bool, typer.Option(help="Run a simulated locker per site: drops and pickups.")
+        bool, typer.Option(help="Couriers and recipients use each site's kiosk: drops and pickups.")
     ] = True,
 ) -> None:
     """Seed the demo network into ./var/ and serve it; Ctrl-C stops."""
@@ -365,23 +366,45 @@ def demo(
         highlight=False,
     )
     _print_order(keys, seed_demo_order(ctx, keys), base=f"http://{host}:{port}")
+    base = f"http://{host}:{port}"
+    kiosk_urls = {site: f"http://{host}:{port + 101 + n}" for n, site in enumerate(keys.kiosk_keys)}
+    console.print("\n[bold]Kiosks[/] (one per site, on simulated lock boards; their touchscreens)")
+    for site, url in kiosk_urls.items():
+        console.print(f"  {keys.sites[site]:<20} {url}/", soft_wrap=True)
     stop = threading.Event()
-    lockers = threading.Thread(
-        target=run_simulators, args=(f"http://{host}:{port}", keys, stop), daemon=True
-    )
+    kiosks: list[KioskThread] = []
+
+    def start_kiosks() -> None:
+        for n, site in enumerate(keys.kiosk_keys):
+            thread = sim_kiosk(
+                base,
+                site,
+                keys.kiosk_keys[site],
+                ui_host=host,
+                ui_port=port + 101 + n,
+                data_dir=ctx.settings.data_folder / "kiosks" / site,
+            )
+            thread.start()
+            kiosks.append(thread)
+        if simulate and not stop.is_set():
+            run_simulators(base, keys, kiosk_urls, stop)
+
+    people = threading.Thread(target=start_kiosks, name="demo kiosks", daemon=True)
     if simulate:
         console.print(
-            "[dim]A simulated locker per site drops and collects parcels every few seconds "
-            "(--no-simulate turns them off).[/]"
+            "[dim]Couriers and recipients use each kiosk every few seconds "
+            "(--no-simulate leaves the kiosks to you).[/]"
         )
-        lockers.start()
+    people.start()
     console.print("[dim]Serving; press Ctrl-C to stop.[/]")
     try:
         _serve_here(host, port)
     finally:
         stop.set()
-        if simulate:
-            lockers.join(15)
+        people.join(15)
+        for thread in kiosks:
+            with contextlib.suppress(Exception):
+                thread.stop()
     console.print("[green]Stopped.[/]")
 
 

@@ -163,63 +163,130 @@ def sample_pickup_link(ctx: Context, keys: DemoKeys) -> str:
 
 
 class LockerSimulator:
-    """A simulated locker site for the demo, driven through the public API like real ones.
+    """The people at one demo site, using its real kiosk (``openlocker kiosk`` on sim boards).
 
-    Each step a courier may drop parcels (announce and deposit, ``notify: sender`` so the
-    simulator holds the codes a recipient would get) and a recipient may collect one at the
-    kiosk by PIN or QR. It keeps the site about half full, so the demo shows a working
-    network: parcels in every state, metrics moving, an audit trail growing.
+    A courier of Demo Parcel Express drops parcels: the carrier announces them over the API
+    (``notify: sender``), and once the kiosk has synced them the courier signs in at the
+    kiosk with the courier code, scans each tracking number, puts the parcel in the door that
+    opens and shuts it, which confirms the deposit. The carrier then asks for the pickup
+    credentials (``POST /v1/parcels/{id}/credentials``), as a sender that messages its
+    recipients itself does, and a recipient types the PIN or shows the QR code at the kiosk,
+    takes the parcel out and shuts the door. It keeps the site about half full, so the demo
+    shows a working network: parcels in every state, doors moving, an audit trail growing.
     """
 
+    #: Steps a parcel waits for the kiosk to sync it (the first one it is not tried).
+    TRIES = 6
+
     def __init__(
-        self, client: httpx.Client, keys: DemoKeys, site_id: str, *, seed: int | None = None
+        self,
+        server: httpx.Client,
+        kiosk: httpx.Client,
+        keys: DemoKeys,
+        site_id: str,
+        *,
+        seed: int | None = None,
     ) -> None:
-        self.client = client
+        self.server = server
+        self.kiosk = kiosk
         self.site_id = site_id
         self.rng = random.Random(seed)
         self.carrier = {"Authorization": f"Bearer {keys.carrier_key}"}
-        self.kiosk = {"Authorization": f"Bearer {keys.kiosk_keys[site_id]}"}
+        carrier_org = next(o for o, name in keys.orgs.items() if name == "Demo Parcel Express")
+        self.courier_code = keys.courier_codes[carrier_org]
+        #: Announced, not yet deposited: (parcel id, tracking number, tries left).
+        self.announced: list[tuple[str, str, int]] = []
+        #: Deposited at the kiosk, credentials not asked for yet.
+        self.deposited: list[str] = []
+        #: Credentials of parcels waiting in the locker.
         self.waiting: list[dict[str, str]] = []
 
     def step(self) -> None:
-        """One moment at the site: maybe a courier drop, maybe a pickup."""
-        capacity = self._free_total() + len(self.waiting)
-        if len(self.waiting) < capacity // 2 and self.rng.random() < 0.6:
+        """One moment at the site: maybe a drop, credentials asked for, maybe a pickup."""
+        self._shut_open_doors()
+        self._ask_credentials()
+        self._drop()
+        capacity = self._free_total() + len(self.waiting) + len(self.deposited)
+        if len(self.waiting) + len(self.announced) < capacity // 2 and self.rng.random() < 0.6:
             for _ in range(self.rng.randint(1, 3)):
-                self._drop()
+                self._announce()
         if self.waiting and self.rng.random() < 0.5:
             self._collect()
 
     def _free_total(self) -> int:
-        site = self.client.get(f"/v1/sites/{self.site_id}", headers=self.carrier).json()
+        site = self.server.get(f"/v1/sites/{self.site_id}", headers=self.carrier).json()
         return sum(count["free"] for count in site["free"])
 
-    def _drop(self) -> None:
-        size = self.rng.choice(["S", "S", "M", "M", "L"])
-        announced = self.client.post(
+    def _announce(self) -> None:
+        tracking = new_id("SIM")
+        announced = self.server.post(
             "/v1/parcels",
             headers=self.carrier,
             json={
-                "tracking_number": new_id("SIM"),
+                "tracking_number": tracking,
                 "site_id": self.site_id,
-                "size": size,
+                "size": self.rng.choice(["S", "S", "M", "M", "L"]),
                 "notify": "sender",
             },
         )
-        if announced.status_code != 201:
+        if announced.status_code == 201:
+            self.announced.append((announced.json()["id"], tracking, self.TRIES))
+
+    def _door(self, compartment_id: str, *actions: str) -> None:
+        for action in actions:
+            self.kiosk.post(f"/api/sim/doors/{compartment_id}", json={"action": action})
+
+    def _shut_open_doors(self) -> None:
+        """Doors the server had opened (a deposit or a load over the API, a remote open, a
+        pickup from the link's page) get their parcel put in, or taken out, and are shut."""
+        for door in self.kiosk.get("/api/state").json()["open_doors"]:
+            actions = ("unload", "close") if door["purpose"] == "pickup" else ("load", "close")
+            self._door(door["compartment"]["id"], *actions)
+
+    def _drop(self) -> None:
+        """The courier deposits at the kiosk every parcel announced before this step."""
+        if not self.announced:
             return
-        deposited = self.client.post(
-            f"/v1/parcels/{announced.json()['id']}/deposit", headers=self.carrier
-        )
-        if deposited.status_code == 200:
-            self.waiting.append(deposited.json()["pickup"])
+        if self.kiosk.post("/api/courier/login", json={"code": self.courier_code}).is_error:
+            return
+        later = []
+        try:
+            for parcel_id, tracking, tries in self.announced:
+                if tries == self.TRIES:  # announced this step: give the kiosk's sync a turn
+                    later.append((parcel_id, tracking, tries - 1))
+                    continue
+                opened = self.kiosk.post("/api/courier/deposit", json={"tracking_number": tracking})
+                if opened.status_code == 200:
+                    self._door(opened.json()["compartment"]["id"], "load", "close")
+                    self.deposited.append(parcel_id)
+                elif tries > 1:  # the kiosk has not synced it yet
+                    later.append((parcel_id, tracking, tries - 1))
+        finally:
+            self.kiosk.post("/api/courier/logout")
+        self.announced = later
+
+    def _ask_credentials(self) -> None:
+        """The carrier asks for the codes of parcels the server has as deposited."""
+        still = []
+        for parcel_id in self.deposited:
+            status = self.server.get(f"/v1/parcels/{parcel_id}", headers=self.carrier)
+            if status.status_code == 200 and status.json()["status"] == "deposited":
+                issued = self.server.post(
+                    f"/v1/parcels/{parcel_id}/credentials", headers=self.carrier
+                )
+                if issued.status_code == 200:
+                    self.waiting.append(issued.json()["pickup"])
+                    continue
+            still.append(parcel_id)
+        self.deposited = still
 
     def _collect(self) -> None:
         pickup = self.waiting.pop(self.rng.randrange(len(self.waiting)))
         by = self.rng.choice(["pin", "qr"])
-        self.client.post(
-            f"/v1/sites/{self.site_id}/pickups", headers=self.kiosk, json={by: pickup[by]}
-        )
+        opened = self.kiosk.post("/api/pickup", json={by: pickup[by]})
+        if opened.status_code == 200:
+            for compartment in opened.json()["compartments"]:
+                self._door(compartment["id"], "unload", "close")
 
 
 #: The recipient of the parcels the demo announces for its mailbox (``openlocker demo``).
@@ -252,10 +319,16 @@ def deposit_for_mailbox(client: httpx.Client, keys: DemoKeys) -> None:
 
 
 def run_simulators(
-    base_url: str, keys: DemoKeys, stop: threading.Event, period_s: float = 3.0
+    base_url: str,
+    keys: DemoKeys,
+    kiosk_urls: dict[str, str],
+    stop: threading.Event,
+    period_s: float = 3.0,
 ) -> None:
-    """Drive one ``LockerSimulator`` per demo site against the server at ``base_url``."""
-    with httpx.Client(base_url=base_url, timeout=10) as client:
+    """Drive one ``LockerSimulator`` per demo site against the server at ``base_url`` and
+    each site's kiosk (``kiosk_urls`` by site id)."""
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(httpx.Client(base_url=base_url, timeout=10))
         for _ in range(100):  # the server is starting in the same process
             try:
                 if client.get("/healthz").status_code == 200:
@@ -266,7 +339,12 @@ def run_simulators(
                 return
         with contextlib.suppress(httpx.HTTPError):
             deposit_for_mailbox(client, keys)
-        lockers = [LockerSimulator(client, keys, site_id) for site_id in keys.kiosk_keys]
+        lockers = [
+            LockerSimulator(
+                client, stack.enter_context(httpx.Client(base_url=url, timeout=10)), keys, site
+            )
+            for site, url in kiosk_urls.items()
+        ]
         while not stop.wait(period_s):
             for locker in lockers:
                 # A failed call means the server is stopping; the stop event ends the loop.
