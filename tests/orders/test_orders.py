@@ -222,6 +222,10 @@ def test_chilled_items_wait_less_and_a_zone_fault_moves_their_deadlines(
         and moved["ambient"] == deadlines["ambient"]
     )
     assert "order.zone_fault" in events(ctx) and "parcel.deadline_moved" in events(ctx)
+    (alarm,) = client.get(
+        "/v1/alarms", params={"site_id": site}, headers=factory.operator().headers
+    ).json()["items"]
+    assert alarm["kind"] == "temperature_fault" and alarm["detail"]["measured_celsius"] == 11.5
 
     clock.advance(hours=3)
     assert expire_due(ctx) == (1, 0)

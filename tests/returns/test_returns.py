@@ -91,6 +91,11 @@ def test_one_visit_collects_returns_and_expired_parcels_of_the_courier_only(
     ).json()
     assert [e["parcel_id"] for e in audit["items"]] == [mine["id"]]
     assert "collection.discrepancy" in events(ctx)
+    (alarm,) = client.get(
+        "/v1/alarms", params={"site_id": site}, headers=factory.operator().headers
+    ).json()["items"]
+    assert alarm["kind"] == "collection_discrepancy" and alarm["state"] == "open"
+    assert alarm["compartment_id"] == mine["compartment"]["id"]
 
     for item in manifest["items"]:
         done = client.post(

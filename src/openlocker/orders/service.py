@@ -23,6 +23,7 @@ from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.sql import Row, Tx
+from openlocker.fleet import alarms
 from openlocker.lockers import allocation
 from openlocker.lockers.service import (
     SiteInfo,
@@ -894,6 +895,14 @@ def report_zone_fault(
                 "until": until.isoformat(),
                 "moved": len(moved),
             },
+        )
+        alarms.do_raise_alarm(
+            tx,
+            principal.actor,
+            site.id,
+            "temperature_fault",
+            now,
+            detail={"temperature": temperature, "measured_celsius": measured, "moved": len(moved)},
         )
     return ZoneFaultOut(
         site_id=site.id,

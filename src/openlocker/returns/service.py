@@ -17,6 +17,7 @@ from openlocker.core.context import Context
 from openlocker.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import CROCKFORD, new_id
 from openlocker.core.sql import Tx
+from openlocker.fleet import alarms
 from openlocker.lockers import allocation
 from openlocker.lockers.service import (
     access_site_info,
@@ -415,6 +416,15 @@ def scan_out(
             )
             discrepancy = parcels.webhook(parcel, "collection.discrepancy", now)
             enqueue(tx, now, discrepancy)
+            alarms.do_raise_alarm(
+                tx,
+                principal.actor,
+                site.id,
+                "collection_discrepancy",
+                now,
+                compartment_id=parcel.compartment_id,
+                detail={"parcel_id": parcel.id, "parcel_status": parcel.status},
+            )
             return parcel
         was_return = parcel.status == "awaiting_collection"
         parcels.do_retrieve(
