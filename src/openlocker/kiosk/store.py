@@ -417,7 +417,12 @@ class KioskStore:
         self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o600)
         self._dirty = threading.Event()
         self._closing = False
-        self._flusher = threading.Thread(target=self._flush_forever, name="kiosk store flusher")
+        # A daemon: a store its owner never closed must not keep the process from exiting.
+        # What was committed is in the log already; only a power cut could lose the last
+        # commit's fsync then, as it could between a commit and its flush anyway.
+        self._flusher = threading.Thread(
+            target=self._flush_forever, name="kiosk store flusher", daemon=True
+        )
         self._flusher.start()
 
     def close(self) -> None:
