@@ -32,7 +32,8 @@ class CursorRefused(Exception):
 
 
 class ServerRefusal(DomainError):
-    """The server refused a pickup: its status, code and detail, passed on to the screen."""
+    """The server refused a request (a pickup, an open deposit): its status, code and detail,
+    passed on to the screen."""
 
     def __init__(self, status: int, body: Mapping[str, Any]) -> None:
         extra = {k: v for k, v in body.items() if k in ("retry_after", "phone_accepted")}
@@ -71,7 +72,13 @@ class ServerLink:
         await self._client.aclose()
 
     async def _call(
-        self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout_s: float | None = None,
+        answers: frozenset[str] = frozenset(),
+        **kwargs: Any,
     ) -> httpx.Response:
         try:
             if timeout_s is not None:
@@ -80,6 +87,8 @@ class ServerLink:
         except httpx.HTTPError as error:
             raise Unreachable(f"{type(error).__name__}: {error}") from None
         status = response.status_code
+        if status == 404 and _code(response) in answers:
+            return response  # a 404 about what was asked for (``answers``), not the path
         if status >= 500 or status in (401, 404, 405) or _code(response) in _KEY_REFUSED:
             # Not an answer about the code or the events: the kiosk cannot use the server.
             code = _code(response)
@@ -128,12 +137,63 @@ class ServerLink:
             raise Unreachable(f"pickup answered {response.status_code} without JSON") from None
         raise ServerRefusal(response.status_code, problem)
 
+    async def search_directory(self, query: str, limit: int) -> dict[str, Any]:
+        """The site's directory entries whose name or unit begins with ``query``'s words
+        (``{"items": [{"id", "display_name", "unit"}], "more"}``); ``ServerRefusal`` for
+        ``too_many_searches`` (with ``retry_after``) and ``invalid_query``."""
+        response = await self._call(
+            "GET", f"/v1/sites/{self.site_id}/directory", params={"q": query, "limit": limit}
+        )
+        return _answer(response, 200)
+
+    async def open_deposit(
+        self, body: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Announce an open deposit whose door the kiosk opens and whose closing deposits it
+        (``"door": "kiosk"``, ``"confirm": "door_closed"``); the answer names the compartment
+        held. A retry with the same ``idempotency_key`` answers as the first time."""
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/open-deposits",
+            json={**body, "door": "kiosk", "confirm": "door_closed"},
+            headers={"Idempotency-Key": idempotency_key},
+            answers=_OPEN_DEPOSIT_404,
+        )
+        return _answer(response, 201)
+
+    async def cancel_open_deposit(self, parcel_id: str) -> None:
+        """Call off an open deposit that never went in (gone already: nothing to do)."""
+        response = await self._call(
+            "DELETE",
+            f"/v1/sites/{self.site_id}/open-deposits/{parcel_id}",
+            answers=frozenset({"parcel_not_found"}),
+        )
+        if response.status_code not in (204, 404):
+            _answer(response, 204)
+
     async def presence_code(self) -> dict[str, Any]:
         response = await self._call("GET", f"/v1/sites/{self.site_id}/presence-code")
         if response.status_code != 200:
             raise Unreachable(f"presence code answered {response.status_code}")
         answer: dict[str, Any] = response.json()
         return answer
+
+
+#: The open deposit's refusals that are 404s: what it names is not at the site.
+_OPEN_DEPOSIT_404 = frozenset({"entry_not_found", "courier_not_found"})
+
+
+def _answer(response: httpx.Response, ok: int) -> dict[str, Any]:
+    """The JSON of an ``ok`` answer, else the refusal as ``ServerRefusal``."""
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        raise Unreachable(f"{response.request.url.path} answered without JSON") from None
+    if response.status_code == ok and isinstance(body, dict):
+        return body
+    if not isinstance(body, dict):
+        raise Unreachable(f"{response.request.url.path} answered {response.status_code}")
+    raise ServerRefusal(response.status_code, body)
 
 
 def _code(response: httpx.Response) -> str:

@@ -38,7 +38,13 @@ COURIER_IDLE_S = 120
 COURIER_WARN_S = 20
 
 _STATIC = Path(__file__).parent / "static"
-_FILES = {"screen.css": "text/css", "screen.js": "text/javascript", "icon.svg": "image/svg+xml"}
+_FILES = {
+    "screen.css": "text/css",
+    "screen.js": "text/javascript",
+    "icon.svg": "image/svg+xml",
+    "open-deposit.css": "text/css",
+    "open-deposit.js": "text/javascript",
+}
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"

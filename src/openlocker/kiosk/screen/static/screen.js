@@ -84,7 +84,11 @@
   let pendingPin = ""; // kept while the phone digits are asked for
   const countdowns = new Map();
 
-  const fieldOf = (screen) => (FIELDS[screen] ? $(FIELDS[screen]) : null);
+  // Screens another script adds (open-deposit.js): its field's id, what Enter does, what
+  // happens on entering it, and whether a signed-in courier works there.
+  const added = new Map();
+  const fieldOf = (screen) =>
+    FIELDS[screen] ? $(FIELDS[screen]) : added.has(screen) && added.get(screen).field ? $(added.get(screen).field) : null;
 
   function show(screen, focus) {
     for (const section of document.querySelectorAll(".screen")) {
@@ -223,6 +227,7 @@
     else if (current === "phone") pickupPhone();
     else if (current === "courier-login") courierLogin();
     else if (current === "courier") deposit();
+    else if (added.has(current) && added.get(current).submit) added.get(current).submit();
   }
 
   function scan(text) {
@@ -230,7 +235,9 @@
     if (current === "courier-login") {
       $("courier-code").value = text;
       courierLogin();
-    } else if (current === "courier") {
+    } else if (current === "courier" || (added.has(current) && added.get(current).courier)) {
+      // A label scanned while delivering to a resident is an announced parcel after all.
+      if (current !== "courier") show("courier");
       $("tracking").value = text;
       deposit();
     } else {
@@ -245,6 +252,7 @@
     }
     clearFields();
     for (const id of ["courier-login-message", "courier-message"]) say(id, "");
+    if (added.has(screen) && added.get(screen).enter) added.get(screen).enter();
     show(screen);
   }
 
@@ -558,7 +566,7 @@
 
   function tick() {
     const idle = Date.now() - lastTouch;
-    if (current === "courier") {
+    if (current === "courier" || (added.has(current) && added.get(current).courier)) {
       const left = config.courierIdleMs - idle;
       if (left <= 0) {
         signOut();
@@ -575,6 +583,12 @@
       location.replace("/");
     }
   }
+
+  window.kioskScreen = {
+    T, call, fmt, say, show, goTo, mark, problem, touch,
+    current: () => current,
+    add: (screen, hooks) => added.set(screen, hooks),
+  };
 
   setInterval(tick, 1000);
   show("home");
