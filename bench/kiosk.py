@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.kiosk_sync import _seed as seed_waiting_parcels
+from bench.kiosk_sync import seed_waiting_parcels
 from openlocker.core.config import Settings
 from openlocker.core.context import Context
 from openlocker.core.migrate import upgrade

@@ -47,8 +47,10 @@ from tests.servers import serving
 BENCH = Actor("system:bench")
 
 
-def _seed(ctx: Context, count: int) -> tuple[str, str]:
-    """A site with ``count`` waiting parcels; its id and its kiosk key."""
+def seed_waiting_parcels(ctx: Context, count: int) -> tuple[str, str, list[str]]:
+    """A site with ``count`` waiting parcels in compartments n = 0, 1, … (board n // 16,
+    lock n % 16); its id, its kiosk key and the parcels' PINs, in compartment order."""
+    pins: list[str] = []
     with ctx.db.transaction() as session:
         carrier = do_create_organization(session, ctx, BENCH, "Bench carrier", "carrier")
         operator = do_create_organization(session, ctx, BENCH, "Bench operator", "operator")
@@ -118,7 +120,7 @@ def _seed(ctx: Context, count: int) -> tuple[str, str]:
             parcels.insert_parcels(tx, rows)
             for parcel in rows:
                 assert parcel.dwell_deadline is not None
-                access.do_issue_credentials(
+                issued = access.do_issue_credentials(
                     ctx,
                     tx,
                     parcel_id=parcel.id,
@@ -126,8 +128,9 @@ def _seed(ctx: Context, count: int) -> tuple[str, str]:
                     expires_at=parcel.dwell_deadline,
                     phone=parcel.recipient["phone"],
                 )
+                pins.append(issued.pin)
     seal_pending(ctx)
-    return site_id, kiosk_key
+    return site_id, kiosk_key, pins
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -264,7 +267,7 @@ def main() -> None:
                 conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         upgrade(ctx.db)
         began = time.perf_counter()
-        site_id, kiosk_key = _seed(ctx, args.credentials)
+        site_id, kiosk_key, _ = seed_waiting_parcels(ctx, args.credentials)
         database = ctx.db.engine.dialect.name
         print(
             f"kiosk sync, {database}: {args.credentials} credentials at one site"
