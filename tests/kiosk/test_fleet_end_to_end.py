@@ -8,16 +8,19 @@ import asyncio
 import dataclasses
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from openlocker import __version__
 from openlocker.core.context import Context
+from openlocker.core.ids import new_id
 from openlocker.kiosk.boards import kerong
 from openlocker.kiosk.boards.bank import Bank
 from openlocker.kiosk.boards.emulators import KerongEmulator
@@ -31,7 +34,14 @@ from tests.fleet.mqtt.agents import (
     kiosk_of,
     remote_open,
 )
-from tests.fleet.mqtt.harness import SHARED_BROKER, Mosquitto, forget, free_port, unique_root
+from tests.fleet.mqtt.harness import (
+    SHARED_BROKER,
+    Listener,
+    Mosquitto,
+    forget,
+    free_port,
+    unique_root,
+)
 from tests.kiosk.e2e import (
     address_of,
     audit_of,
@@ -322,3 +332,47 @@ def kiosk_of_unknown(ctx: Context, site: str) -> bool:
             ).scalar_one()
             == 0
         )
+
+
+def test_a_sync_command_makes_the_kiosk_sync_at_once(
+    ctx: Context,
+    factory: Factory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = factory.site("SSSS")
+    key = factory.kiosk(site).key
+    root = unique_root()
+    bank = Bank(1, 16)
+    with fleet_server(ctx, monkeypatch, root) as base:
+        settings = fleet_settings(
+            tmp_path, site, key, base, broker=SHARED_BROKER, root=root, sync_interval_s=60
+        )
+        with (
+            fleet_locker(settings, bank) as k,
+            Listener(topics=(f"{root}/sites/{site}/answers",)) as server,
+        ):
+            wait_for(lambda: k.synced() and k.kiosk.agent.online, "the first sync")  # type: ignore[union-attr]
+
+            def quiet() -> str | None:
+                """The last sync, once no other came for half a second (the start's are
+                over: the next one is a minute away)."""
+                synced_at = k.health()["last_sync"]
+                time.sleep(0.5)
+                return synced_at if k.health()["last_sync"] == synced_at else None
+
+            synced_at = wait_for(quiet, "the syncs of the start to end")
+            now = datetime.now(UTC)
+            command = {
+                "message_id": new_id("msg"),
+                "site_id": site,
+                "sent_at": now.isoformat(),
+                "type": "sync",
+                "transaction_id": new_id("txn"),
+                "expires_at": (now + timedelta(minutes=1)).isoformat(),
+                "reason": "new parcels",
+            }
+            server.publish(f"{root}/sites/{site}/commands", orjson.dumps(command))
+            wait_for(lambda: k.health()["last_sync"] != synced_at, "the sync it asked for", 2)
+            wait_for(lambda: server.received, "the answer")
+            assert orjson.loads(server.received[0].payload)["result"] == "done"  # type: ignore[arg-type]
