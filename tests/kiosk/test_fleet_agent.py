@@ -13,12 +13,16 @@ from typing import Any
 
 import orjson
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from openlocker import __version__
 from openlocker.core.ids import new_id
 from openlocker.kiosk.boards.bank import Bank
 from openlocker.kiosk.boards.sim import SimBoard
+from openlocker.kiosk.cli import kiosk as kiosk_command
 from openlocker.kiosk.config import KioskSettings
+from openlocker.kiosk.mqtt import broker_of
 from openlocker.kiosk.run import KioskThread
 from openlocker.kiosk.store import KioskStore
 from tests.fleet.mqtt.harness import SHARED_BROKER, Listener, forget, unique_root, wait_for
@@ -181,3 +185,39 @@ def test_presence_heartbeat_and_state_follow_the_agent_and_stopping_says_offline
     k.kiosk.stop()
     offline = k.heard("presence")[-1]
     assert (offline["status"], offline["reason"]) == ("offline", "shutdown")
+
+
+def test_the_mqtt_password_comes_apart_from_the_url_and_the_user_is_then_the_site() -> None:
+    broker = broker_of("mqtts://broker.example.net", SITE, "s3cret")
+    assert (broker.username, broker.password) == (SITE, "s3cret")
+    assert (broker.port, broker.tls) == (8883, True)
+    given = broker_of("mqtt://kiosk-7:inline@127.0.0.1:1884", SITE, "ignored")
+    assert (given.username, given.password) == ("kiosk-7", "inline")
+    assert broker_of("mqtt://127.0.0.1", SITE).username is None
+
+
+def typer_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(kiosk_command)
+    return app
+
+
+def test_a_bad_mqtt_url_is_refused_at_the_command_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        typer_app(),
+        [
+            "--site",
+            SITE,
+            "--server",
+            "http://127.0.0.1:1",
+            "--board",
+            "sim",
+            "--key",
+            "olk_test",
+            "--data",
+            str(tmp_path),
+            "--mqtt",
+            "http://broker",
+        ],
+    )
+    assert result.exit_code == 2 and "mqtt://" in result.output
