@@ -325,7 +325,8 @@ def spawn_kiosk(
     The child has its own session (``os.killpg`` ends it with what it started); stop it with
     SIGTERM. Its log (JSON lines on stderr) goes to ``log``.
     """
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OPENLOCKER_KIOSK_")}
+    # The broker is the settings' alone: none inherited from this process's environment.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OPENLOCKER_KIOSK_MQTT_")}
     child_env = {**inherited, **(env or {}), **kiosk_env(settings)}
     process = subprocess.Popen(
         kiosk_command(settings),
