@@ -184,6 +184,7 @@ class Agent:
 
     @property
     def faulted_boards(self) -> frozenset[int]:
+        """The boards that do not answer now."""
         return frozenset(self._faulted)
 
     async def start(self) -> None:
