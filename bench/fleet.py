@@ -5,13 +5,15 @@
    the pty emulator of ``kiosk/boards/emulators.py``. Each open is timed from the moment
    ``POST /v1/compartments/{id}/open`` is sent to the moment the emulator has read the unlock
    frame in full (p50, p99, max), and to the API's confirmed answer.
+1b. The same through the real agent: ``python -m openlocker.kiosk --mqtt`` in its own
+   process, its Kerong driver on the pty emulator of this one, syncing over HTTP as well.
 2. Fleet: N lightweight kiosks (one MQTT connection each, presence and a heartbeat every
    ``--interval`` seconds, as ``FleetClient`` sends them) in a child process, against the
    same server; its CPU (every process of it) is sampled from /proc over ``--seconds``,
    before the kiosks connect and while they heartbeat, as % of one core.
 
     PYTHONPATH=. python bench/fleet.py [--opens 300] [--kiosks 1000] [--interval 10]
-        [--seconds 60] [--workers 1] [--database-url URL]
+        [--seconds 60] [--workers 1] [--database-url URL] [--agent-opens 300]
 
 Uses the shared broker under a topic root of its own, and clears what it retained.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import multiprocessing
 import os
 import random
@@ -44,12 +47,14 @@ from openlocker.kiosk.boards import kerong
 from openlocker.kiosk.boards.bank import Bank
 from openlocker.kiosk.boards.emulators import KerongEmulator
 from openlocker.kiosk.boards.kerong import KerongBoard
+from openlocker.kiosk.config import KioskSettings
 from openlocker.kiosk.mqtt import FleetClient, Outcome, SqliteCommandLog
+from openlocker.kiosk.run import spawn_kiosk, stop_kiosk
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
 from openlocker.orgs.service import do_create_api_key, do_create_organization
 from tests.factories import TEST_ACTOR
-from tests.servers import serving
+from tests.servers import _free_port, serving
 
 BROKER = "mqtt://127.0.0.1:1883"
 SECRET = "bench-secret"
@@ -184,6 +189,93 @@ async def remote_opens(
     return to_frame, to_answer, confirmed
 
 
+def kiosk_key(ctx: Context, site_id: str) -> str:
+    with ctx.db.transaction() as session:
+        org = do_create_organization(session, ctx, TEST_ACTOR, "Bench kiosks", "operator")
+        session.flush()
+        _, key = do_create_api_key(session, ctx, TEST_ACTOR, org.id, "kiosk", [f"kiosk:{site_id}"])
+    return key
+
+
+def agent_remote_opens(
+    base: str, key: str, ctx: Context, site_id: str, root: str, opens: int, folder: Path
+) -> tuple[list[float], list[float], int]:
+    """Remote opens through the real agent (``python -m openlocker.kiosk --mqtt``, Kerong
+    driver on the emulator, settle 20 ms as above): API call to the unlock frame on the
+    wire, and to the answer."""
+    with ctx.db.engine.connect() as conn:
+        compartments = {
+            row[0]: (int(row[1]), int(row[2]))
+            for row in conn.execute(
+                text("SELECT id, board, lock FROM compartments WHERE site_id = :s"),
+                {"s": site_id},
+            )
+        }
+    headers = {"Authorization": f"Bearer {key}"}
+    bank = Bank(1, 16)
+    with KerongEmulator(bank) as emulator:
+        settings = KioskSettings(
+            site_id=site_id,
+            server=base,
+            key=kiosk_key(ctx, site_id),
+            boards=(f"kerong:{emulator.port},settle=0.02,poll=0.05",),
+            data_dir=folder / "agent",
+            ui_port=_free_port(),
+            mqtt_url=BROKER,
+            mqtt_topic_root=root,
+        )
+        kiosk = spawn_kiosk(settings, log=(folder / "agent.log").open("wb"))
+        to_frame: list[float] = []
+        to_answer: list[float] = []
+        confirmed = 0
+        results: collections.Counter[str] = collections.Counter()
+        try:
+            with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
+                deadline = time.monotonic() + 30
+                while http.get(f"/v1/sites/{site_id}/kiosk").json()["state"] is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the agent never came online on the fleet channel")
+                    time.sleep(0.1)
+                ids = sorted(compartments)
+                for n in range(opens):
+                    compartment = ids[n % len(ids)]
+                    address = compartments[compartment]
+                    seen = len(emulator.received)
+                    started = time.perf_counter()
+                    answer = http.post(
+                        f"/v1/compartments/{compartment}/open", json={"reason": "bench"}
+                    )
+                    to_answer.append(time.perf_counter() - started)
+                    confirmed += answer.json().get("confirmed") is True
+                    frame = kerong.unlock_frame(*address)
+                    arrival = _arrival(emulator, seen, frame)
+                    if arrival is None:
+                        results[str(answer.json().get("result"))] += 1
+                        continue
+                    to_frame.append(arrival - started)
+                    bank.close_door(address)
+                    time.sleep(0.02)
+        finally:
+            stop_kiosk(kiosk)
+    if results:
+        print(f"  opens that pulsed no lock, by the API's result: {dict(results)}")
+    return to_frame, to_answer, confirmed
+
+
+def _arrival(
+    emulator: KerongEmulator, seen: int, frame: bytes, wait_s: float = 2.0
+) -> float | None:
+    """When ``frame`` reached the emulator after its ``seen`` first requests; None when it
+    has not within ``wait_s`` (the emulator's reader thread may lag the answer a little)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        found = next((r.at for r in emulator.received[seen:] if r.frame == frame), None)
+        if found is not None:
+            return found
+        time.sleep(0.005)
+    return None
+
+
 def light_kiosks(sites: list[str], root: str, interval: float, seconds: float) -> None:
     """Child process: one connection per site; presence, then a heartbeat every
     ``interval`` (first ones spread over it), for ``seconds``; then offline and clear."""
@@ -263,6 +355,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url")
+    parser.add_argument("--agent-opens", type=int, default=300)
     args = parser.parse_args()
     root = f"bench-{os.urandom(4).hex()}/openlocker/v1"
     with tempfile.TemporaryDirectory() as folder:
@@ -274,7 +367,7 @@ def main() -> None:
                 conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         upgrade(ctx.db)
         key = operator_key(ctx)
-        [open_site] = make_sites(ctx, 1, 16)
+        [open_site, agent_site] = make_sites(ctx, 2, 16)
         fleet = make_sites(ctx, args.kiosks, 1)
         server_id = f"bench-server-{os.urandom(3).hex()}"
         os.environ.update(
@@ -297,6 +390,17 @@ def main() -> None:
                 f"remote open, API call to confirmed answer      ({len(to_answer)}):"
                 f" {percentiles(to_answer)}  confirmed {confirmed}/{len(to_answer)}"
             )
+            to_frame, to_answer, confirmed = agent_remote_opens(
+                base, key, ctx, agent_site, root, args.agent_opens, Path(folder)
+            )
+            print(
+                f"remote open through the agent, API call to unlock frame ({len(to_frame)}):"
+                f" {percentiles(to_frame)}"
+            )
+            print(
+                f"remote open through the agent, API call to the answer   ({len(to_answer)}):"
+                f" {percentiles(to_answer)}  confirmed {confirmed}/{len(to_answer)}"
+            )
             pid = server_pid(int(base.rsplit(":", 1)[1]))
             idle_from, idle_cpu = time.monotonic(), cpu_seconds(pid)
             time.sleep(min(30.0, args.seconds))
@@ -317,16 +421,17 @@ def main() -> None:
                     text(
                         "SELECT COUNT(*) FILTER (WHERE status = 'online'),"
                         " COUNT(*) FILTER (WHERE last_heartbeat_at > :recent)"
-                        " FROM fleet_kiosks WHERE site_id <> :open"
+                        " FROM fleet_kiosks WHERE site_id NOT IN (:open, :agent)"
                     )
                     if ctx.db.engine.dialect.name == "postgresql"
                     else text(
                         "SELECT SUM(status = 'online'), SUM(last_heartbeat_at > :recent)"
-                        " FROM fleet_kiosks WHERE site_id <> :open"
+                        " FROM fleet_kiosks WHERE site_id NOT IN (:open, :agent)"
                     ),
                     {
                         "recent": _recent(ctx, args.interval * 1.5),
                         "open": open_site,
+                        "agent": agent_site,
                     },
                 ).one()
             print(
@@ -338,6 +443,7 @@ def main() -> None:
             kiosks.join(args.seconds + 60)
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         asyncio.run(forget_sessions([server_id, f"kiosk-{open_site}"], root, open_site))
+        asyncio.run(forget_sessions([f"kiosk-{agent_site}"], root, agent_site))
         ctx.db.dispose()
 
 

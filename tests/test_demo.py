@@ -7,13 +7,15 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from openlocker.core.context import Context
-from openlocker.demo import LockerSimulator, seed_demo
+from openlocker.demo import LockerSimulator, demo_compartment, demo_fleet, seed_demo
 from openlocker.kiosk.boards.bank import Bank
+from openlocker.kiosk.run import sim_kiosk
 from tests.kiosk.e2e import clock, locker, wait_for  # noqa: F401 (clock: the real one)
-from tests.servers import serving
+from tests.servers import _free_port, serving
 
 
 def _statuses(ctx: Context, site_id: str) -> Counter[str]:
@@ -57,3 +59,47 @@ def test_couriers_and_recipients_use_the_real_kiosk(ctx: Context, tmp_path: Path
     assert names["compartment.door_closed"] >= names["parcel.deposited"]
     assert names["pickup.failed"] == 0 and not any(n.startswith("alarm.") for n in names)
     assert k.open_doors() == 0
+
+
+def test_the_demo_runs_its_kiosks_on_a_private_broker_with_a_user_each(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without OPENLOCKER_MQTT_URL the demo starts its own Mosquitto (the documented access
+    rules, a user per kiosk); the remote open it prints is confirmed by the site's kiosk."""
+    monkeypatch.delenv("OPENLOCKER_MQTT_URL", raising=False)
+    keys = seed_demo(ctx)
+    site_id = next(iter(keys.kiosk_keys))
+    operator = {"Authorization": f"Bearer {keys.operator_key}"}
+    with demo_fleet(tmp_path / "mosquitto", list(keys.kiosk_keys)) as fleet:
+        assert fleet.server_url and "private Mosquitto" in fleet.about
+        assert fleet.kiosk_urls[site_id].startswith(f"mqtt://{site_id}:")
+        monkeypatch.setenv("OPENLOCKER_MQTT_URL", fleet.server_url)
+        monkeypatch.setenv("OPENLOCKER_FLEET_FLUSH_SECONDS", "0.02")
+        with serving(ctx, workers=1) as base:
+            kiosk = sim_kiosk(
+                base,
+                site_id,
+                keys.kiosk_keys[site_id],
+                ui_port=_free_port(),
+                data_dir=tmp_path / "kiosk",
+                mqtt_url=fleet.kiosk_urls[site_id],
+            )
+            with kiosk, httpx.Client(base_url=base, headers=operator, timeout=30) as server:
+                wait_for(
+                    lambda: server.get(f"/v1/sites/{site_id}/kiosk").json()["status"] == "online",
+                    "the kiosk on the demo's broker",
+                )
+                door = demo_compartment(ctx, site_id)
+                opened = server.post(f"/v1/compartments/{door}/open", json={"reason": "demo"})
+                assert opened.status_code == 200, opened.text
+                assert opened.json()["confirmed"] is True
+
+
+def test_without_mosquitto_the_demo_runs_on_http_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENLOCKER_MQTT_URL", raising=False)
+    monkeypatch.setattr("openlocker.demo.mosquitto_binary", lambda: None)
+    with demo_fleet(tmp_path, ["sit_1"]) as fleet:
+        assert fleet.server_url is None and fleet.kiosk_urls == {}
+        assert "poll the server over HTTP" in fleet.about

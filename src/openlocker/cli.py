@@ -30,7 +30,10 @@ from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
 from openlocker.core.secret import SecretKeyMissing
 from openlocker.demo import (
+    DemoFleet,
     DemoKeys,
+    demo_compartment,
+    demo_fleet,
     demo_order_body,
     run_simulators,
     sample_pickup_link,
@@ -367,6 +370,21 @@ def demo(
     )
     _print_order(keys, seed_demo_order(ctx, keys), base=f"http://{host}:{port}")
     base = f"http://{host}:{port}"
+    with demo_fleet(ctx.settings.data_folder / "mosquitto", list(keys.kiosk_keys)) as fleet:
+        if fleet.server_url:
+            os.environ["OPENLOCKER_MQTT_URL"] = fleet.server_url
+            get_settings.cache_clear()
+        _print_fleet(ctx, keys, fleet, base)
+        _run_demo(ctx, keys, fleet, host, port, simulate)
+    console.print("[green]Stopped.[/]")
+
+
+def _run_demo(
+    ctx: Context, keys: DemoKeys, fleet: DemoFleet, host: str, port: int, simulate: bool
+) -> None:
+    """A kiosk per site (on the fleet channel when there is one), the simulated people, and
+    the server in this process, until Ctrl-C."""
+    base = f"http://{host}:{port}"
     kiosk_urls = {site: f"http://{host}:{port + 101 + n}" for n, site in enumerate(keys.kiosk_keys)}
     console.print("\n[bold]Kiosks[/] (one per site, on simulated lock boards; their touchscreens)")
     for site, url in kiosk_urls.items():
@@ -383,6 +401,7 @@ def demo(
                 ui_host=host,
                 ui_port=port + 101 + n,
                 data_dir=ctx.settings.data_folder / "kiosks" / site,
+                mqtt_url=fleet.kiosk_urls.get(site),
             )
             thread.start()
             kiosks.append(thread)
@@ -405,7 +424,31 @@ def demo(
         for thread in kiosks:
             with contextlib.suppress(Exception):
                 thread.stop()
-    console.print("[green]Stopped.[/]")
+
+
+def _print_fleet(ctx: Context, keys: DemoKeys, fleet: DemoFleet, base: str) -> None:
+    site_id = next(iter(keys.sites))
+    auth = f"-H 'Authorization: Bearer {keys.operator_key}'"
+    console.print(f"\n[bold]Fleet channel[/] (MQTT): {fleet.about}", soft_wrap=True)
+    console.print(
+        f"Open door A2 of {keys.sites[site_id]} remotely (the answer says if the kiosk confirmed):",
+        soft_wrap=True,
+    )
+    door = demo_compartment(ctx, site_id)
+    console.print(
+        f"curl -s -X POST {auth} -H 'Content-Type: application/json'"
+        f' -d \'{{"reason": "demo"}}\' {base}/v1/compartments/{door}/open',
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    console.print("and see its kiosk online, its last heartbeat and version:", soft_wrap=True)
+    console.print(
+        f"curl -s {auth} {base}/v1/sites/{site_id}/kiosk",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
 
 
 class _QuietServer(uvicorn.Server):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +18,9 @@ from sqlalchemy import select
 from openlocker.core.context import Actor, Context
 from openlocker.core.ids import new_id
 from openlocker.core.sql import Tx
+from openlocker.fleet.mqtt.mosquitto import SERVER_USER, mosquitto_binary, private_broker
 from openlocker.fleet.service import do_create_courier
-from openlocker.lockers.models import Site
+from openlocker.lockers.models import Compartment, Site
 from openlocker.lockers.schemas import CompartmentIn, SiteIn
 from openlocker.lockers.service import do_create_site
 from openlocker.orders import service as orders
@@ -350,3 +354,51 @@ def run_simulators(
                 # A failed call means the server is stopping; the stop event ends the loop.
                 with contextlib.suppress(httpx.HTTPError):
                     locker.step()
+
+
+@dataclass(frozen=True)
+class DemoFleet:
+    """The demo's fleet channel: the server's ``OPENLOCKER_MQTT_URL`` and each kiosk's broker
+    URL (both None: HTTP polling alone), and a line that says which it is."""
+
+    server_url: str | None
+    kiosk_urls: dict[str, str] = field(repr=False)
+    about: str
+
+
+@contextlib.contextmanager
+def demo_fleet(folder: Path, site_ids: Sequence[str]) -> Iterator[DemoFleet]:
+    """The broker of ``OPENLOCKER_MQTT_URL`` when set (the kiosks use it as it is: an
+    anonymous broker, or a user allowed every site's topics); otherwise a private Mosquitto
+    on loopback for the block's life, a user per kiosk and the access rules of
+    ``docs/fleet.md``; otherwise none."""
+    configured = os.environ.get("OPENLOCKER_MQTT_URL")
+    if configured:
+        yield DemoFleet(
+            configured, dict.fromkeys(site_ids, configured), "the broker of OPENLOCKER_MQTT_URL"
+        )
+        return
+    if mosquitto_binary() is None:
+        yield DemoFleet(
+            None,
+            {},
+            "off (no mosquitto installed, OPENLOCKER_MQTT_URL unset): the kiosks poll the"
+            " server over HTTP, and door commands go out with their next poll",
+        )
+        return
+    with private_broker(folder, [SERVER_USER, *site_ids]) as broker:
+        users = "a user per kiosk, docs/fleet.md's rules" if broker.passwords else "anonymous"
+        yield DemoFleet(
+            broker.url(SERVER_USER),
+            {site: broker.url(site) for site in site_ids},
+            f"a private Mosquitto on 127.0.0.1:{broker.port} ({users}), for this demo's life",
+        )
+
+
+def demo_compartment(ctx: Context, site_id: str, label: str = "A2") -> str:
+    """The id of the compartment ``label`` of ``site_id`` (for the demo's remote open)."""
+    with ctx.db.transaction() as session:
+        compartment_id = session.scalars(
+            select(Compartment.id).where(Compartment.site_id == site_id, Compartment.label == label)
+        ).one()
+    return str(compartment_id)

@@ -143,6 +143,11 @@ class Agent:
         self._unmapped: list[str] = []
         #: Called with each deposit's task when its door shuts, and whether that confirmed it.
         self.deposit_closed: list[Callable[[DoorTask, bool], None]] = []
+        #: Every lock as last read (at start, by the boards' polls, after a pulse).
+        self.locks: dict[Address, LockState] = {}
+        #: Called when a lock reads otherwise or the compartment map was reloaded (the fleet
+        #: channel's state snapshot follows them); each must return at once.
+        self.state_listeners: list[Callable[[], None]] = []
         self._load()
 
     # --- life cycle --------------------------------------------------------------------------
@@ -168,10 +173,27 @@ class Agent:
                 extra={"count": len(unmapped), "labels": unmapped[:20]},
             )
         self._unmapped = unmapped
+        self._state_changed(())
+
+    def _state_changed(self, states: Iterable[LockState]) -> None:
+        for state in states:
+            self.locks[state.address] = state
+        for listener in self.state_listeners:
+            listener()
+
+    def wake_sync(self) -> None:
+        """Sync now rather than at the next interval (the fleet channel's ``sync`` command)."""
+        self._wake.set()
+
+    @property
+    def faulted_boards(self) -> frozenset[int]:
+        """The boards that do not answer now."""
+        return frozenset(self._faulted)
 
     async def start(self) -> None:
         """Read every lock (pulsing nothing) and settle what a previous run left unfinished."""
         reading = await self.doors.start()
+        self._state_changed(reading.states.values())
         now = self.clock()
         with self.store.write() as tx:
             for pulse in self.store.pulses(INTENDED):
@@ -552,7 +574,7 @@ class Agent:
         faults: list[BoardFault] = []
         for pulse in pulses:
             try:
-                await self.doors.open(pulse.address)
+                state = await self.doors.open(pulse.address)
             except LockStuck:
                 states[pulse.compartment_id] = STUCK
             except BoardFault as fault:
@@ -561,6 +583,7 @@ class Agent:
                 faults.append(fault)
             else:
                 states[pulse.compartment_id] = OPENED
+                self._state_changed([state])
                 compartment = self._by_address.get(pulse.address)
                 if compartment is not None:
                     self._door_opened(compartment, commanded=True)
@@ -636,6 +659,7 @@ class Agent:
                 self._on_board(event)
             except Exception:
                 log.exception("board event not handled", extra={"event": repr(event)})
+            self._state_changed([event.after] if isinstance(event, StateChanged) else ())
 
     def _on_board(self, event: BoardEvent) -> None:
         now = self.clock()

@@ -11,6 +11,7 @@ import typer
 
 from openlocker.core.errors import InvalidInput
 from openlocker.core.logging import setup_logging
+from openlocker.core.mqtt import Broker
 from openlocker.kiosk.boards import BoardPortError, board_from_spec
 from openlocker.kiosk.config import KioskSettings
 from openlocker.kiosk.run import serve_kiosk
@@ -52,9 +53,33 @@ def kiosk(
     door_left_open: Annotated[
         float, typer.Option("--door-left-open", min=0.1, help="Seconds before door_left_open.")
     ] = 120.0,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt",
+            envvar="OPENLOCKER_KIOSK_MQTT_URL",
+            help="The fleet channel's broker, mqtt[s]://SITE_ID[:PASSWORD]@HOST[:PORT]"
+            " (docs/fleet.md); without it the kiosk polls the server alone.",
+        ),
+    ] = None,
+    mqtt_password: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-password",
+            envvar="OPENLOCKER_KIOSK_MQTT_PASSWORD",
+            help="The kiosk's MQTT password when the URL has none (its user is then the site"
+            " id); prefer the environment variable, which ps does not show.",
+        ),
+    ] = None,
+    mqtt_topic_root: Annotated[
+        str, typer.Option("--mqtt-topic-root", help="The fleet's topic root (the server's).")
+    ] = "openlocker/v1",
+    heartbeat: Annotated[
+        float, typer.Option("--heartbeat", min=0.05, help="Seconds between fleet heartbeats.")
+    ] = 10.0,
 ) -> None:
     """Run the locker's kiosk agent: drive its boards, decide codes locally, sync with the
-    server; until SIGTERM."""
+    server, and with --mqtt take door commands over the fleet channel; until SIGTERM."""
     setup_logging(os.environ.get("OPENLOCKER_LOG_LEVEL", "INFO"))
     settings = KioskSettings(
         site_id=site,
@@ -67,7 +92,16 @@ def kiosk(
         sync_interval_s=sync_interval,
         offline_retry_s=offline_retry,
         door_left_open_s=door_left_open,
+        mqtt_url=mqtt or None,
+        mqtt_password=mqtt_password or None,
+        mqtt_topic_root=mqtt_topic_root,
+        heartbeat_s=heartbeat,
     )
+    if settings.mqtt_url:
+        try:
+            Broker.from_url(settings.mqtt_url)
+        except ValueError as bad:
+            raise typer.BadParameter(str(bad), param_hint="--mqtt") from None
     try:
         drivers = [board_from_spec(spec) for spec in settings.boards]
     except InvalidInput as refused:

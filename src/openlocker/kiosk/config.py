@@ -32,7 +32,20 @@ class KioskSettings:
     #: Rows asked for per sync page, and events per push.
     pull_limit: int = 1000
     push_limit: int = 200
+    #: The fleet channel's broker (``docs/fleet.md``), ``mqtt[s]://SITE_ID:PASSWORD@host``;
+    #: None: HTTP polling alone.
+    mqtt_url: str | None = field(default=None, repr=False)
+    #: The kiosk's MQTT password when the URL has none (its user is then the site id).
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_topic_root: str = "openlocker/v1"
+    #: Seconds between two heartbeats on the fleet channel.
+    heartbeat_s: float = 10.0
 
     @property
     def store_path(self) -> Path:
         return self.data_dir / "kiosk.db"
+
+    @property
+    def command_log_path(self) -> Path:
+        """The fleet channel's command log (``kiosk.mqtt.SqliteCommandLog``)."""
+        return self.data_dir / "fleet-commands.db"

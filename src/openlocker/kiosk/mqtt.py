@@ -13,19 +13,11 @@ row, the kiosk itself restarted) is answered from the log and not run again. Com
 another site, past their ``expires_at``, or not matching the contract are refused with a
 logged reason. Connection loss is retried with jittered exponential backoff.
 
-The agent wires it like this (its ``run_command`` takes the HTTP sync's command rows and
-runs each id once; ``agent_commands`` hands it MQTT commands as those rows)::
-
-    fleet = FleetClient(
-        mqtt_url,  # mqtt[s]://SITE_ID:PASSWORD@broker — the kiosk's MQTT user is its site id
-        site_id,
-        agent_commands(agent.run_command, sync_now=agent.wake_sync),
-        SqliteCommandLog(data_dir / "fleet-commands.db"),
-        version=openlocker.__version__,
-        queued_events=lambda: store.queued_count(),
-    )
-    task = asyncio.create_task(fleet.run())   # cancel it to stop: says offline
-    await fleet.publish_state([...])          # on start and whenever a door or lock changes
+``AgentFleet`` wires the kiosk agent to it (``openlocker kiosk --mqtt URL``): the agent's
+``run_command`` takes the HTTP sync's command rows and runs each id once, and
+``agent_commands`` hands it MQTT commands as those rows, so a command that comes both ways
+pulses its lock once; ``sync`` wakes the agent's sync; the snapshot follows the agent's
+reading of the locks. Without a broker, or cut off from it, the agent works by polling.
 """
 
 from __future__ import annotations
@@ -37,14 +29,15 @@ import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiomqtt
 import orjson
 
+from openlocker import __version__
 from openlocker.core.clock import Clock, system_clock
 from openlocker.core.ids import new_id
 from openlocker.core.mqtt import (
@@ -63,6 +56,11 @@ from openlocker.core.mqtt import (
     encode,
     parse,
 )
+from openlocker.kiosk.boards import LockState
+
+if TYPE_CHECKING:
+    from openlocker.kiosk.agent import Agent
+    from openlocker.kiosk.config import KioskSettings
 
 log = logging.getLogger("openlocker.kiosk.fleet")
 
@@ -100,20 +98,28 @@ def sync_row(command: OpenCommand) -> dict[str, Any]:
 
 
 def agent_commands(
-    run_command: Callable[[Mapping[str, Any]], Awaitable[str]], sync_now: Callable[[], object]
+    run_command: Callable[[Mapping[str, Any]], Awaitable[str]],
+    sync_now: Callable[[], object],
+    lock_of: Callable[[str], LockState | None] | None = None,
 ) -> RunCommand:
     """A ``RunCommand`` for an agent whose one entry for door commands takes the HTTP sync's
     rows and answers a result (``opened``, ``expired``, ``declined``, ``failed``), and runs
-    each id once itself: an MQTT command goes in as that row, a ``sync`` wakes its sync."""
+    each id once itself: an MQTT command goes in as that row, a ``sync`` wakes its sync.
+    ``lock_of(compartment_id)``, when given, is the lock as read after the command (the
+    answer's ``door`` and ``locked``)."""
 
     async def run(command: OpenCommand | SyncCommand) -> Outcome:
         if isinstance(command, SyncCommand):
             sync_now()
             return Outcome("done")
         result = await run_command(sync_row(command))
+        lock = lock_of(command.compartment_id) if lock_of is not None else None
+        read: dict[str, Any] = (
+            {"door": "open" if lock.door_open else "closed", "locked": lock.locked} if lock else {}
+        )
         if result in ("opened", "expired", "declined"):
-            return Outcome(result)  # type: ignore[arg-type]
-        return Outcome("failed", reason="door_not_opened", detail=str(result)[:500])
+            return Outcome(result, **read)  # type: ignore[arg-type]
+        return Outcome("failed", reason="door_not_opened", detail=str(result)[:500], **read)
 
     return run
 
@@ -485,3 +491,97 @@ class FleetClient:
             )
             return
         self.log.delivered(answer.command_id)
+
+
+def broker_of(url: str, site_id: str, password: str | None = None) -> Broker:
+    """The broker of a kiosk's ``--mqtt URL``; ``password`` (``OPENLOCKER_KIOSK_MQTT_PASSWORD``,
+    which ``ps`` does not show) when the URL has none, with the site id as the user when the
+    URL names none (a kiosk's MQTT user is its site id). ``ValueError`` for a bad URL."""
+    broker = Broker.from_url(url)
+    if password and broker.password is None:
+        broker = replace(broker, username=broker.username or site_id, password=password)
+    return broker
+
+
+class AgentFleet:
+    """The kiosk agent on the fleet channel (``openlocker kiosk --mqtt``), beside its HTTP
+    sync: commands go through ``agent.run_command`` (so one that comes by MQTT and by the
+    sync runs once), ``sync`` wakes the sync, the heartbeat carries the version and the
+    queued events, and the compartment snapshot is published at start and whenever a lock
+    reads otherwise or the map changes (only when it differs from the last one).
+
+    Build it before ``agent.start()`` (it follows the start's reading), ``run()`` it on the
+    agent's loop until cancelled (it says ``offline``), then ``close()``.
+    """
+
+    def __init__(
+        self, agent: Agent, settings: KioskSettings, *, clock: Clock = system_clock
+    ) -> None:
+        assert settings.mqtt_url, "a kiosk on the fleet channel has a broker"
+        self.agent = agent
+        self.command_log = SqliteCommandLog(settings.command_log_path)
+        self.client = FleetClient(
+            broker_of(settings.mqtt_url, settings.site_id, settings.mqtt_password),
+            settings.site_id,
+            agent_commands(agent.run_command, sync_now=agent.wake_sync, lock_of=self._lock_of),
+            self.command_log,
+            version=__version__,
+            heartbeat_seconds=settings.heartbeat_s,
+            topic_root=settings.mqtt_topic_root,
+            queued_events=agent.store.queued,
+            clock=clock,
+        )
+        self._changed = asyncio.Event()
+        self._published: list[CompartmentState] | None = None
+        agent.state_listeners.append(self._changed.set)
+
+    def _lock_of(self, compartment_id: str) -> LockState | None:
+        compartment = self.agent.store.compartment(compartment_id)
+        if compartment is None or compartment.address is None:
+            return None
+        return self.agent.locks.get(compartment.address)
+
+    def snapshot(self) -> list[CompartmentState]:
+        """Every compartment on this kiosk's boards whose lock has been read, as last read;
+        ``fault`` on those whose board does not answer now."""
+        faulted = self.agent.faulted_boards
+        states = []
+        for compartment in self.agent.store.compartments():
+            lock = self.agent.locks.get(compartment.address) if compartment.address else None
+            if lock is None:
+                continue
+            board, number = lock.address
+            states.append(
+                CompartmentState(
+                    compartment_id=compartment.id,
+                    board=board,
+                    lock=number,
+                    locked=lock.locked,
+                    door="open" if lock.door_open else "closed",
+                    item=lock.item,
+                    fault="board_fault" if board in faulted else None,
+                )
+            )
+        return states[:1000]
+
+    async def run(self) -> None:
+        """Stay on the channel and publish the snapshot as it changes, until cancelled."""
+        states = asyncio.ensure_future(self._publish_states())
+        try:
+            await self.client.run()
+        finally:
+            states.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await states
+
+    async def _publish_states(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            snapshot = self.snapshot()
+            if snapshot != self._published:
+                self._published = snapshot
+                await self.client.publish_state(snapshot)
+
+    def close(self) -> None:
+        self.command_log.close()

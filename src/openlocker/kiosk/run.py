@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from openlocker.kiosk.config import KioskSettings
 from openlocker.kiosk.doors import Doors
 from openlocker.kiosk.link import ServerLink
 from openlocker.kiosk.store import KioskStore
+
+log = logging.getLogger("openlocker.kiosk")
 
 
 class _Server(uvicorn.Server):
@@ -63,6 +66,13 @@ async def serve_kiosk(
         settings.server, settings.site_id, settings.key, timeout_s=settings.request_timeout_s
     )
     agent = Agent(settings, store, doors, link, clock=clock)
+    fleet = None
+    if settings.mqtt_url:
+        # Imported here: a kiosk that polls alone loads no MQTT client.
+        from openlocker.kiosk.mqtt import AgentFleet
+
+        fleet = AgentFleet(agent, settings, clock=clock)
+    fleet_task: asyncio.Task[None] | None = None
     try:
         await agent.start()
         server = _Server(
@@ -76,6 +86,9 @@ async def serve_kiosk(
             )
         )
         running = asyncio.create_task(agent.run())
+        if fleet is not None:
+            fleet_task = asyncio.create_task(fleet.run())
+            fleet_task.add_done_callback(_fleet_ended)
         serving = asyncio.create_task(server.serve())
         stopped = asyncio.create_task(stop.wait())
         while not server.started and not serving.done():
@@ -83,6 +96,10 @@ async def serve_kiosk(
         if started is not None and server.started:
             started(agent)
         await asyncio.wait([running, serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if fleet_task is not None:
+            fleet_task.cancel()  # first: it says offline while the rest stops
+            with contextlib.suppress(asyncio.CancelledError):
+                await fleet_task
         server.should_exit = True
         await serving
         running.cancel()
@@ -93,8 +110,20 @@ async def serve_kiosk(
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
+        if fleet_task is not None and not fleet_task.done():
+            fleet_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fleet_task
+        if fleet is not None:
+            fleet.close()
         await agent.close()
         store.close()
+
+
+def _fleet_ended(task: asyncio.Task[None]) -> None:
+    """The fleet channel is a speed-up: if it fails, the kiosk goes on polling, and says so."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("fleet channel stopped: polling alone", exc_info=task.exception())
 
 
 class KioskThread:
@@ -196,6 +225,8 @@ def sim_kiosk(
     data_dir: Path,
     ui_host: str = "127.0.0.1",
     wait_s: float = 60.0,
+    mqtt_url: str | None = None,
+    mqtt_password: str | None = None,
 ) -> KioskThread:
     """A kiosk on sim boards sized to the site's compartment map, in a thread of this
     process, not yet started: what ``openlocker demo`` runs per site.
@@ -203,6 +234,7 @@ def sim_kiosk(
     Waits (up to ``wait_s``) for ``server`` to list the site's compartments
     (``GET /v1/sites/{id}/compartments``), so it may be called while the server starts.
     Its touchscreen API is ``kiosk.url``; ``/api/sim/doors/…`` plays the people at the doors.
+    With ``mqtt_url`` (and ``mqtt_password``) it is on the fleet channel too.
     """
     deadline = time.monotonic() + wait_s
     while True:
@@ -230,14 +262,16 @@ def sim_kiosk(
         data_dir=data_dir,
         ui_host=ui_host,
         ui_port=ui_port,
+        mqtt_url=mqtt_url,
+        mqtt_password=mqtt_password,
     )
     return KioskThread(settings)
 
 
 def kiosk_command(settings: KioskSettings) -> list[str]:
     """The command line that runs ``settings`` as its own process (the lean entry point,
-    ``python -m openlocker.kiosk``, which loads none of the server); the key goes in the
-    environment (``OPENLOCKER_KIOSK_KEY``), not on the command line where ``ps`` shows it."""
+    ``python -m openlocker.kiosk``, which loads none of the server); the key and the broker
+    go in the environment (``kiosk_env``), not on the command line where ``ps`` shows them."""
     command = [
         sys.executable,
         "-m",
@@ -258,10 +292,25 @@ def kiosk_command(settings: KioskSettings) -> list[str]:
         str(settings.offline_retry_s),
         "--door-left-open",
         str(settings.door_left_open_s),
+        "--heartbeat",
+        str(settings.heartbeat_s),
+        "--mqtt-topic-root",
+        settings.mqtt_topic_root,
     ]
     for spec in settings.boards:
         command += ["--board", spec]
     return command
+
+
+def kiosk_env(settings: KioskSettings) -> dict[str, str]:
+    """The environment that gives ``kiosk_command`` its secrets: the kiosk key, and the
+    fleet channel's broker and password when it has them."""
+    env = {"OPENLOCKER_KIOSK_KEY": settings.key}
+    if settings.mqtt_url:
+        env["OPENLOCKER_KIOSK_MQTT_URL"] = settings.mqtt_url
+    if settings.mqtt_password:
+        env["OPENLOCKER_KIOSK_MQTT_PASSWORD"] = settings.mqtt_password
+    return env
 
 
 def spawn_kiosk(
@@ -276,7 +325,9 @@ def spawn_kiosk(
     The child has its own session (``os.killpg`` ends it with what it started); stop it with
     SIGTERM. Its log (JSON lines on stderr) goes to ``log``.
     """
-    child_env = {**os.environ, **(env or {}), "OPENLOCKER_KIOSK_KEY": settings.key}
+    # The broker is the settings' alone: none inherited from this process's environment.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OPENLOCKER_KIOSK_MQTT_")}
+    child_env = {**inherited, **(env or {}), **kiosk_env(settings)}
     process = subprocess.Popen(
         kiosk_command(settings),
         env=child_env,

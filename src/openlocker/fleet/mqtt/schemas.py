@@ -31,9 +31,10 @@ class RemoteOpenOut(BaseModel):
     compartment: CompartmentRef
     expires_at: datetime
     confirmed: bool
-    #: ``opened``, ``failed``, ``expired``, ``refused``, ``answered_over_http`` (the kiosk
-    #: acknowledged it by its event push), or ``pending`` (no answer yet; still delivered
-    #: until ``expires_at``).
+    #: ``opened``, ``failed``, ``expired``, ``refused``, ``declined`` (the kiosk's answer,
+    #: over MQTT or by its event push, whichever came first; a push's expired or declined
+    #: reads ``skipped``, as does a command withdrawn or expired on the server), or
+    #: ``pending`` (no answer yet; still delivered until ``expires_at``).
     result: str
     reason: str | None = None
     answered_at: datetime | None = None

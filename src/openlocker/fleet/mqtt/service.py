@@ -744,20 +744,27 @@ def request_remote_open(ctx: Context, actor: Actor, compartment_id: str, reason:
     )
 
 
+#: What a command's outbox state says the kiosk answered, when it answered by its event push.
+_PUSHED_RESULTS = {"sent": "opened", "dead": "failed"}
+
+
 def read_answer(ctx: Context, queued: Queued) -> RemoteOpenOut:
     """What the kiosk answered to ``queued`` so far (``result`` ``pending`` until it does)."""
     with ctx.db.sql.transaction(write=False) as tx:
         row = tx.one(
-            "SELECT o.state, c.answered_at, c.result, c.reason, c.answer, c.publish_count"
-            " FROM outbox o LEFT JOIN fleet_commands c ON c.command_id = o.id WHERE o.id = :id",
+            "SELECT o.state, c.answered_at, c.result, c.reason, c.answer, c.publish_count,"
+            " o.sent_at FROM outbox o LEFT JOIN fleet_commands c ON c.command_id = o.id"
+            " WHERE o.id = :id",
             {"id": queued.command_id},
         )
     assert row is not None, "the command was queued by this request"
-    state, answered_at, result, reason, answer, published = row
+    state, answered_at, result, reason, answer, published, sent_at = row
     details = Tx.json(answer) or {}
     if result is None and state != "pending":
-        # Answered by the kiosk's event push (``fleet.events``), or withdrawn.
-        result = "answered_over_http" if state in ("sent", "dead") else state
+        # Answered by the kiosk's event push (``fleet.events``), which often beats its MQTT
+        # answer: ``sent`` is its ``opened``, ``dead`` its ``failed``; else withdrawn.
+        result = _PUSHED_RESULTS.get(state, state)
+        answered_at = answered_at or sent_at
     return RemoteOpenOut(
         command_id=queued.command_id,
         transaction_id=queued.transaction_id,
