@@ -41,6 +41,8 @@ def test_couriers_and_recipients_use_the_real_kiosk(ctx: Context, tmp_path: Path
         for _ in range(18):
             people.step()
             time.sleep(0.7)  # the server seals its trail and the kiosk syncs in between
+        people.OPEN_DEPOSITS = len(people.for_residents) + 1
+        people.deliver_to_resident()  # whether or not a step did already
         wait_for(lambda: k.synced(), "the kiosk's events pushed")
 
     statuses = _statuses(ctx, site_id)
@@ -59,6 +61,19 @@ def test_couriers_and_recipients_use_the_real_kiosk(ctx: Context, tmp_path: Path
     assert names["compartment.door_closed"] >= names["parcel.deposited"]
     assert names["pickup.failed"] == 0 and not any(n.startswith("alarm.") for n in names)
     assert k.open_doors() == 0
+    # The courier's parcels for residents of the directory went in, and they were told.
+    assert people.for_residents
+    with ctx.db.engine.connect() as conn:
+        for parcel_id in people.for_residents:
+            told = conn.execute(
+                text(
+                    "SELECT p.status, COUNT(o.id) FROM parcels p LEFT JOIN outbox o"
+                    " ON o.parcel_id = p.id AND o.topic = 'recipient.pickup_ready'"
+                    " WHERE p.id = :p GROUP BY p.status"
+                ),
+                {"p": parcel_id},
+            ).one()
+            assert tuple(told) == ("deposited", 1)
 
 
 def test_the_demo_runs_its_kiosks_on_a_private_broker_with_a_user_each(

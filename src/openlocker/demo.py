@@ -18,6 +18,8 @@ from sqlalchemy import select
 from openlocker.core.context import Actor, Context
 from openlocker.core.ids import new_id
 from openlocker.core.sql import Tx
+from openlocker.directory import service as directory
+from openlocker.directory.schemas import EntryIn
 from openlocker.fleet.mqtt.mosquitto import SERVER_USER, mosquitto_binary, private_broker
 from openlocker.fleet.service import do_create_courier
 from openlocker.lockers.models import Compartment, Site
@@ -42,6 +44,14 @@ DEMO_SITES = [
 COLUMN = ["XL", "L", "M", "M", "S", "S", "M", "S"]
 COLUMN_HEIGHT_MM = {"S": 100, "M": 210, "L": 430, "XL": 620}
 FLOOR_MM = 100
+#: The residents in each demo site's directory (name, unit, email), for open deposits: a
+#: courier with no announced parcel finds one at the kiosk and a door opens.
+DEMO_RESIDENTS = [
+    ("Anna Kowalska", "12", "anna.kowalska@example.com"),
+    ("Piotr Wiśniewski", "14B", "piotr.wisniewski@example.com"),
+    ("Katarzyna Zielińska", "3/7", "katarzyna.zielinska@example.com"),
+    ("Tomasz Lewandowski", "21", "tomasz.lewandowski@example.com"),
+]
 
 
 @dataclass
@@ -120,7 +130,21 @@ def seed_demo(ctx: Context) -> DemoKeys:
             name = f"{keys.orgs[org_id]} courier"
             courier = do_create_courier(ctx, Tx.of(session), SEED_ACTOR, org_id, name, None)
             keys.courier_codes[org_id] = courier.code
+    seed_demo_directory(ctx, keys)
     return keys
+
+
+def seed_demo_directory(ctx: Context, keys: DemoKeys) -> None:
+    """Each demo site's directory of ``DEMO_RESIDENTS``, once (a site with entries keeps
+    them)."""
+    operator = access_principal(ctx, f"Bearer {keys.operator_key}")
+    for site_id in keys.sites:
+        with ctx.db.sql.transaction() as tx:
+            if tx.scalar("SELECT 1 FROM directory_entries WHERE site_id = :s", {"s": site_id}):
+                continue
+        for n, (name, unit, email) in enumerate(DEMO_RESIDENTS):
+            entry = EntryIn(display_name=name, unit=unit, email=email, external_id=f"demo-{n}")
+            directory.create_entry(ctx, operator, site_id, entry)
 
 
 def demo_order_body(site_id: str, now: datetime) -> dict[str, Any]:
@@ -181,6 +205,9 @@ class LockerSimulator:
 
     #: Steps a parcel waits for the kiosk to sync it (the first one it is not tried).
     TRIES = 6
+    #: Open deposits waiting at once: their residents are told by email (the demo's mailbox)
+    #: and nobody simulated collects them, so a newcomer can, from the mailbox's link.
+    OPEN_DEPOSITS = 2
 
     def __init__(
         self,
@@ -204,6 +231,8 @@ class LockerSimulator:
         self.deposited: list[str] = []
         #: Credentials of parcels waiting in the locker.
         self.waiting: list[dict[str, str]] = []
+        #: Parcels a courier left for a resident of the directory (open deposits).
+        self.for_residents: list[str] = []
 
     def step(self) -> None:
         """One moment at the site: maybe a drop, credentials asked for, maybe a pickup."""
@@ -216,6 +245,8 @@ class LockerSimulator:
                 self._announce()
         if self.waiting and self.rng.random() < 0.5:
             self._collect()
+        if self.rng.random() < 0.1:
+            self.deliver_to_resident()
 
     def _free_total(self) -> int:
         site = self.server.get(f"/v1/sites/{self.site_id}", headers=self.carrier).json()
@@ -268,6 +299,41 @@ class LockerSimulator:
         finally:
             self.kiosk.post("/api/courier/logout")
         self.announced = later
+
+    def deliver_to_resident(self) -> None:
+        """A courier with a parcel nobody announced finds a resident in the site's directory
+        at the kiosk, picks a size, puts the parcel in and shuts the door, which deposits it;
+        the resident is sent their codes. At most ``OPEN_DEPOSITS`` wait at once."""
+        self.for_residents = [
+            parcel_id
+            for parcel_id in self.for_residents
+            if self.server.get(f"/v1/parcels/{parcel_id}", headers=self.carrier)
+            .json()
+            .get("status")
+            in ("announced", "deposited")
+        ]
+        if len(self.for_residents) >= self.OPEN_DEPOSITS:
+            return
+        if self.kiosk.post("/api/courier/login", json={"code": self.courier_code}).is_error:
+            return
+        try:
+            name = self.rng.choice(DEMO_RESIDENTS)[0]
+            found = self.kiosk.get("/api/courier/directory", params={"q": name.split()[-1][:5]})
+            sizes = self.kiosk.get("/api/courier/open-deposit/sizes")
+            if found.is_error or sizes.is_error:  # offline: announced deposits only
+                return
+            entries, free = found.json()["items"], sizes.json()["sizes"]
+            if not entries or not free:
+                return
+            opened = self.kiosk.post(
+                "/api/courier/open-deposit",
+                json={"entry_id": entries[0]["id"], "size": free[0]["code"]},
+            )
+            if opened.status_code == 200:
+                self._door(opened.json()["compartment"]["id"], "load", "close")
+                self.for_residents.append(opened.json()["parcel_id"])
+        finally:
+            self.kiosk.post("/api/courier/logout")
 
     def _ask_credentials(self) -> None:
         """The carrier asks for the codes of parcels the server has as deposited."""
