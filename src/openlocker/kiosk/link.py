@@ -71,7 +71,13 @@ class ServerLink:
         await self._client.aclose()
 
     async def _call(
-        self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout_s: float | None = None,
+        refusals: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
         try:
             if timeout_s is not None:
@@ -80,9 +86,12 @@ class ServerLink:
         except httpx.HTTPError as error:
             raise Unreachable(f"{type(error).__name__}: {error}") from None
         status = response.status_code
-        if status >= 500 or status in (401, 404, 405) or _code(response) in _KEY_REFUSED:
+        code = _code(response)
+        if refusals and status == 404 and code and code not in _KEY_REFUSED:
+            # A named refusal (``parcel_not_found``), not a server that lacks the route.
+            return response
+        if status >= 500 or status in (401, 404, 405) or code in _KEY_REFUSED:
             # Not an answer about the code or the events: the kiosk cannot use the server.
-            code = _code(response)
             raise Unreachable(f"{method} {path} answered {status} {code}".strip())
         return response
 
@@ -126,6 +135,40 @@ class ServerLink:
             problem = response.json()
         except ValueError:
             raise Unreachable(f"pickup answered {response.status_code} without JSON") from None
+        raise ServerRefusal(response.status_code, problem)
+
+    async def drop_off(self, code: str) -> dict[str, Any]:
+        """Drop a return off here by its code (``docs/orders.md``); the kiosk opens the door
+        the answer names (``"door": "kiosk"``: no door command is queued)."""
+        return await self._decided(
+            "POST", f"/v1/sites/{self.site_id}/returns", json={"code": code, "door": "kiosk"}
+        )
+
+    async def collection(self, courier_id: str) -> dict[str, Any]:
+        """The site's collection manifest for the organization of the courier signed in."""
+        return await self._decided(
+            "GET", f"/v1/sites/{self.site_id}/collection", params={"courier_id": courier_id}
+        )
+
+    async def scan_out(self, parcel_id: str, courier_id: str, outcome: str) -> dict[str, Any]:
+        """Scan a manifest's parcel out (``collected``) or report it ``missing``; the kiosk
+        opened its door itself."""
+        return await self._decided(
+            "POST",
+            f"/v1/sites/{self.site_id}/collection/{parcel_id}",
+            json={"outcome": outcome, "courier_id": courier_id, "door": "kiosk"},
+        )
+
+    async def _decided(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A call the server decides: its answer, or its refusal as ``ServerRefusal``."""
+        response = await self._call(method, path, refusals=True, **kwargs)
+        if response.status_code in (200, 201):
+            answer: dict[str, Any] = response.json()
+            return answer
+        try:
+            problem = response.json()
+        except ValueError:
+            raise Unreachable(f"{path} answered {response.status_code} without JSON") from None
         raise ServerRefusal(response.status_code, problem)
 
     async def presence_code(self) -> dict[str, Any]:
