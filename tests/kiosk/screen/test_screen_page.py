@@ -66,7 +66,7 @@ def test_the_page_draws_the_wall_of_the_sites_labels() -> None:
 
 
 def test_the_page_holds_every_message_its_script_says() -> None:
-    script = (STATIC / "screen.js").read_text()
+    script = (STATIC / "screen.js").read_text() + (STATIC / "fulfil.js").read_text()
     said = set(re.findall(r"\bT\.(\w+)", script))
     said |= set(re.findall(r"\bfmt\(\s*\"(\w+)\"", script))
     said |= set(re.findall(r"sayCountdown\([^,]+,\s*\"(\w+)\"", script))
@@ -77,6 +77,12 @@ def test_the_page_holds_every_message_its_script_says() -> None:
         "courier_invalid_code", "courier_required", "parcel_not_expected", "wrong_carrier",
         "already_deposited", "site_full", "deposit_door_not_opened",
         "deposit_open", "deposit_done", "deposit_empty", "offline", "kiosk_down",
+        # fulfil.js: refusals (some with the return_ prefix) and item states by name.
+        "needs_network", "return_invalid_code", "return_code_used", "return_code_expired",
+        "return_site_full", "order_not_expected", "order_loaded", "loading_in_progress",
+        "load_waiting", "load_open", "load_loaded", "collect_waiting", "collect_open",
+        "collect_collected", "collect_missing", "collect_not_opened", "not_in_manifest",
+        "door_closed", "already_scanned", "not_at_site", "load_done", "load_done_offline",
     }  # fmt: skip
     assert sorted(said - set(screen.MESSAGES)) == []
     assert sorted(set(screen.MESSAGES) - said) == []  # none left unsaid
@@ -99,6 +105,7 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
     assert not re.search(r"https?:", answer.text)
     assert re.findall(r'(?:src|href)="([^"]+)"', answer.text) == [
         "/screen/static/icon.svg", "/screen/static/screen.css", "/screen/static/screen.js",
+        "/screen/static/fulfil.js",
         "/?lang=en", "/?lang=pl",
     ]  # fmt: skip
     for name in ("screen.py", "..%2Fscreen.py", "missing.js"):

@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from openlocker.access.credentials import PHONE_SUFFIX_DIGITS, PIN_LENGTH
 from openlocker.core.errors import Unauthorized
 from openlocker.core.i18n import DEFAULT, Catalogs
+from openlocker.kiosk.screen import fulfil_messages
 
 if TYPE_CHECKING:
     from openlocker.kiosk.agent import Agent
@@ -38,7 +39,12 @@ COURIER_IDLE_S = 120
 COURIER_WARN_S = 20
 
 _STATIC = Path(__file__).parent / "static"
-_FILES = {"screen.css": "text/css", "screen.js": "text/javascript", "icon.svg": "image/svg+xml"}
+_FILES = {
+    "screen.css": "text/css",
+    "screen.js": "text/javascript",
+    "fulfil.js": "text/javascript",
+    "icon.svg": "image/svg+xml",
+}
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
@@ -112,7 +118,7 @@ MESSAGES = {
     "deposit_done": N_("deposited"),
     "deposit_empty": N_("closed empty: scan the parcel again"),
     "wait": N_("Just a moment…"),
-}
+} | fulfil_messages.MESSAGES
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@
   // --- screens, fields and messages ----------------------------------------------------------
 
   const FIELDS = { home: "pin", phone: "phone-digits", "courier-login": "courier-code", courier: "tracking" };
+  // Screens other scripts add (fulfil.js): what Enter and a scan do there, and when shown.
+  const flows = {};
   let current = "home";
   let lastTouch = Date.now();
   let busy = false;
@@ -223,10 +225,15 @@
     else if (current === "phone") pickupPhone();
     else if (current === "courier-login") courierLogin();
     else if (current === "courier") deposit();
+    else if (flows[current]) flows[current].submit();
   }
 
   function scan(text) {
     if (busy) return;
+    if (flows[current]) {
+      flows[current].scan(text);
+      return;
+    }
     if (current === "courier-login") {
       $("courier-code").value = text;
       courierLogin();
@@ -246,6 +253,7 @@
     clearFields();
     for (const id of ["courier-login-message", "courier-message"]) say(id, "");
     show(screen);
+    if (flows[screen] && flows[screen].shown) flows[screen].shown();
   }
 
   function home(message = "", tone = "bad") {
@@ -298,6 +306,7 @@
         ? answer.compartments
         : [answer.compartment];
       opened(compartments, answer.failed || []);
+      if (answer.age_restricted) say("opened-message", T.age_restricted, "wait");
       return;
     }
     if (answer.code === "too_many_attempts" && answer.phone_accepted && payload.pin && !payload.phone) {
@@ -576,6 +585,7 @@
     }
   }
 
+  window.kioskScreen = { T, fmt, call, show, say, problem, refocus, opened, mark, home, fields: FIELDS, flows };
   setInterval(tick, 1000);
   show("home");
   poll();
