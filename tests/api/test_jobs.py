@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import time
 
 import pytest
 
@@ -13,20 +11,30 @@ from openlocker.api.app import _every
 
 
 def test_a_failing_job_logs_its_traceback_once_backs_off_and_logs_its_recovery(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs: list[float] = []
+    runs = 0
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        # The waits the job asks for, not the machine's timing of them.
+        waits.append(seconds)
+        await real_sleep(0)
 
     def job() -> None:
-        runs.append(time.monotonic())
-        if len(runs) <= 4:
+        nonlocal runs
+        runs += 1
+        if runs <= 4:
             raise RuntimeError("chain tampered")
 
     async def main() -> None:
         task = asyncio.create_task(_every(0.01, job, "audit seal"))
-        while len(runs) < 6:
-            await asyncio.sleep(0.01)
+        while runs < 6:
+            await real_sleep(0.001)
         task.cancel()
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
 
     with caplog.at_level(logging.WARNING, logger="openlocker.jobs"):
         asyncio.run(main())
@@ -38,6 +46,5 @@ def test_a_failing_job_logs_its_traceback_once_backs_off_and_logs_its_recovery(
         "audit seal failed again (4 in a row): RuntimeError: chain tampered",
         "audit seal works again after 4 failures",
     ]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
-    # 0.02, 0.04, 0.08, 0.16 s after the four failures; 0.01 s once it works again.
-    assert gaps[3] > 2 * gaps[0] and gaps[3] >= 0.15
+    # Doubling after each of the four failures; the plain interval once it works again.
+    assert waits[:5] == [0.02, 0.04, 0.08, 0.16, 0.01]

@@ -106,3 +106,12 @@ async def open_deposit(
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return answer.deposit
+
+
+@router.delete("/open-deposits/{parcel_id}", status_code=204, tags=["kiosk"])
+def cancel_open_deposit(
+    site_id: str, parcel_id: str, ctx: CtxDep, principal: PrincipalDep
+) -> Response:
+    """The kiosk calls off an open deposit (``confirm: door_closed``) that never went in."""
+    service.cancel_open_deposit(ctx, principal, site_id, parcel_id)
+    return Response(status_code=204)

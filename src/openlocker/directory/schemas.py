@@ -161,17 +161,26 @@ class OpenDepositIn(Strict):
     #: ``kiosk``: the calling kiosk opens the door itself on the answer, so no door command
     #: is queued; ``command`` (default): the server sends one, as for a pickup.
     door: Literal["command", "kiosk"] = "command"
+    #: ``now`` (default): deposited at once, the recipient told at once. ``door_closed``: the
+    #: parcel is announced with its compartment held, no door command is queued, and the
+    #: kiosk's ``deposit`` event (sent when the door shuts on the parcel) deposits it and
+    #: tells the recipient; ``DELETE …/open-deposits/{parcel_id}`` calls it off.
+    confirm: Literal["now", "door_closed"] = "now"
 
 
 class OpenDepositOut(_WithoutNulls):
     parcel_id: str
     tracking_number: str
-    status: Literal["deposited"]
+    #: ``announced`` for ``confirm: door_closed`` until the kiosk's deposit event comes.
+    status: Literal["deposited", "announced"]
     compartment: CompartmentRef
     recipient: DirectoryMatch
     carrier_org_id: str
     courier_id: str | None = None
-    dwell_deadline: datetime
+    #: When it is deposited: the end of its dwell time.
+    dwell_deadline: datetime | None = None
+    #: When it is only announced: until when its compartment is held.
+    reserved_until: datetime | None = None
 
 
 Outcome = Literal["created", "updated", "deactivated", "unchanged", "rejected"]

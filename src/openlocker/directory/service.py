@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from openlocker.access import presence
@@ -598,11 +599,14 @@ class OpenDepositAnswer:
 
 def _courier_org(tx: Tx, site_id: str, courier_id: str) -> str:
     """The organization of a courier signed in at the site; refuses an unknown courier
-    (``courier_not_found``), a deactivated one (``courier_inactive``) and one whose code
-    is not valid at this site (``courier_not_at_site``)."""
+    (``courier_not_found``), a deactivated one (``courier_inactive``), one whose code is not
+    valid at this site (``courier_not_at_site``) and one of an organization that is not a
+    carrier (``open_deposit_not_allowed``: a retailer's staff load orders, an operator's
+    clear expired parcels; neither brings parcels for residents)."""
     row = tx.one(
         "SELECT c.org_id, c.active, c.all_sites OR EXISTS (SELECT 1 FROM courier_code_sites s"
-        " WHERE s.courier_id = c.id AND s.site_id = :site) FROM courier_codes c WHERE c.id = :id",
+        " WHERE s.courier_id = c.id AND s.site_id = :site), o.kind FROM courier_codes c"
+        " JOIN organizations o ON o.id = c.org_id WHERE c.id = :id",
         {"id": courier_id, "site": site_id},
     )
     if row is None:
@@ -612,6 +616,11 @@ def _courier_org(tx: Tx, site_id: str, courier_id: str) -> str:
     if not row[2]:
         raise Forbidden(
             "This courier's code is not valid at this site.", code="courier_not_at_site"
+        )
+    if row[3] != "carrier":
+        raise Forbidden(
+            "Only couriers of carriers deposit for the directory's recipients.",
+            code="open_deposit_not_allowed",
         )
     org_id: str = row[0]
     return org_id
@@ -655,12 +664,15 @@ def open_deposit(
     ``parcels.do_deposit_parcel``) in one transaction: its events carry ``open_deposit``,
     the entry and the courier; the door opens (by a command, or ``door: kiosk`` by the
     kiosk itself), the recipient is sent their credentials
-    (``notify: openlocker``), the carrier its webhooks. The carrier is the signed-in
-    courier's organization, else ``OPEN_DEPOSIT_ORG``. A retry with the same
-    ``Idempotency-Key`` answers as the first time, and nothing opens again.
+    (``notify: openlocker``), the carrier its webhooks. With ``confirm: door_closed`` only
+    the announce (its compartment held): the kiosk's ``deposit`` event deposits it when the
+    door shuts on it, as for any announced parcel, and ``cancel_open_deposit`` calls it off.
+    The carrier is the signed-in courier's organization, else ``OPEN_DEPOSIT_ORG``. A retry
+    with the same ``Idempotency-Key`` answers as the first time, and nothing opens again.
 
     Raises ``not_site_kiosk``, ``site_not_found``, ``entry_not_found``, ``entry_inactive``,
-    ``courier_not_found``, ``courier_inactive``, ``courier_not_at_site``, ``unknown_size``,
+    ``courier_not_found``, ``courier_inactive``, ``courier_not_at_site``,
+    ``open_deposit_not_allowed``, ``unknown_size``,
     ``site_full``, ``compartment_unavailable``, ``duplicate_tracking_number``,
     ``idempotency_key_reused``.
     """
@@ -684,33 +696,43 @@ def open_deposit(
             if courier is not None
             else _open_deposit_org(tx, principal.actor, now)
         )
+        later = request.confirm == "door_closed"
         announced = AnnounceIn(
             tracking_number=request.tracking_number or new_id("OD"),
             site_id=site.id,
             size=request.size,
             recipient=recipient_of(entry),
             notify="openlocker",
+            reserve=later,
         )
         data: dict[str, Any] = {"open_deposit": True, "entry_id": entry.id, "courier_id": courier}
-        parcel = parcels.do_announce(ctx, tx, principal.actor, carrier, announced, **data)
-        door = parcels.KIOSK_OPENED if request.door == "kiosk" else parcels.commanded(ctx)
-        parcels.do_deposit_parcel(
+        parcel = parcels.do_announce(
             ctx,
             tx,
             principal.actor,
-            site,
-            parcel,
-            now,
-            door=door,
-            compartment_id=request.compartment_id,
+            carrier,
+            announced,
+            compartment_id=request.compartment_id if later else None,
             **data,
         )
+        if not later:
+            door = parcels.KIOSK_OPENED if request.door == "kiosk" else parcels.commanded(ctx)
+            parcels.do_deposit_parcel(
+                ctx,
+                tx,
+                principal.actor,
+                site,
+                parcel,
+                now,
+                door=door,
+                compartment_id=request.compartment_id,
+                **data,
+            )
         assert parcel.compartment_id and parcel.compartment_label and parcel.compartment_size
-        assert parcel.dwell_deadline is not None
         answer = OpenDepositOut(
             parcel_id=parcel.id,
             tracking_number=parcel.tracking_number,
-            status="deposited",
+            status="announced" if later else "deposited",
             compartment=CompartmentRef(
                 id=parcel.compartment_id,
                 label=parcel.compartment_label,
@@ -720,6 +742,7 @@ def open_deposit(
             carrier_org_id=carrier,
             courier_id=courier,
             dwell_deadline=parcel.dwell_deadline,
+            reserved_until=parcel.reserved_until,
         )
         if idempotency_key is not None:
             parcels.remember_answer(
@@ -733,6 +756,37 @@ def open_deposit(
                 answer.model_dump_json(),
             )
     return OpenDepositAnswer(201, answer)
+
+
+def cancel_open_deposit(ctx: Context, principal: Principal, site_id: str, parcel_id: str) -> None:
+    """Call off an open deposit made with ``confirm: door_closed`` that never went in (no door
+    opened, the door shut on an empty compartment): the parcel is cancelled and its
+    compartment freed (``parcel.cancelled``). Calling it off again does nothing.
+
+    Raises ``not_site_kiosk``, ``parcel_not_found`` (also for a parcel of another site, or one
+    that was not an open deposit) and ``parcel_deposited``."""
+    principal.check_kiosk(site_id)
+    with ctx.db.sql.transaction() as tx:
+        found = parcels.select_parcels(
+            tx, "p.id = :id AND p.site_id = :site", {"id": parcel_id, "site": site_id}, lock=True
+        )
+        announced = tx.scalar(
+            "SELECT data FROM audit_events WHERE parcel_id = :id AND name = 'parcel.announced'",
+            {"id": parcel_id},
+        )
+        data = announced if isinstance(announced, dict) else orjson.loads(announced or "{}")
+        if not found or not data.get("open_deposit"):
+            raise NotFound(f"No open deposit {parcel_id!r} at this site.", code="parcel_not_found")
+        (parcel,) = found
+        if parcel.status == "cancelled":
+            return
+        if parcel.status != "announced":
+            raise Conflict(
+                f"This parcel is {parcel.status}; it can no longer be called off.",
+                code="parcel_deposited",
+                extra={"status": parcel.status},
+            )
+        parcels.do_cancel(tx, principal.actor, parcel, ctx.clock())
 
 
 # --- CSV import ---------------------------------------------------------------------------

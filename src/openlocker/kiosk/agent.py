@@ -60,6 +60,7 @@ from openlocker.kiosk.store import (
     Courier,
     Credential,
     DoorTask,
+    Expected,
     KioskStore,
     Pulse,
     Tx,
@@ -143,6 +144,8 @@ class Agent:
         #: Called after a door the kiosk watches shut and its task was finished (the
         #: fulfilment flows follow their doors so).
         self.door_closed_hooks: list[Callable[[Compartment], None]] = []
+        #: Called with each deposit's task when its door shuts, and whether that confirmed it.
+        self.deposit_closed: list[Callable[[DoorTask, bool], None]] = []
         self._load()
 
     # --- life cycle --------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class Agent:
         try:
             answer = await self.link.pickup(ask, timeout_s=self.settings.fallback_timeout_s)
         except Unreachable as down:
-            self._went_offline(down.reason)
+            self.went_offline(down.reason)
             self._refused(now, method, "invalid_code", bucket)
             raise decisions.invalid_code() from None
         except ServerRefusal as refused:
@@ -441,12 +444,9 @@ class Agent:
     def courier_logout(self) -> None:
         self.courier = None
 
-    def check_courier(self) -> Courier:
-        """The courier signed in now (their idle time starts again); ``courier_required``
-        when none is."""
-        return self._session().courier
-
-    def _session(self) -> CourierSession:
+    def check_courier(self) -> CourierSession:
+        """The courier signed in and not idle too long (which counts as activity), else
+        ``courier_required``."""
         session = self.courier
         if session is None or time.monotonic() - session.last_seen > self.settings.courier_idle_s:
             self.courier = None
@@ -465,7 +465,7 @@ class Agent:
         else the best free one; a stuck door goes out of service and the next one opens.
         Closing the door confirms the deposit (the ``deposit`` event). Scanning a parcel
         again while its door is open opens that door again."""
-        session = self._session()
+        session = self.check_courier()
         tracking_number = tracking_number.strip()
         if not 1 <= len(tracking_number) <= 64:
             raise InvalidInput("A tracking number has 1 to 64 characters.")
@@ -484,30 +484,12 @@ class Agent:
         )
         tried: set[str] = set()
         for _ in range(DEPOSIT_TRIES):
-            now = self.clock()
             compartment = self.store.compartment(again.compartment_id) if again else None
             if compartment is None:
-                busy = set(self.store.tasks()) | set(self._open) | tried
-                compartment = decisions.choose_compartment(
-                    parcel,
-                    (c for c in self.store.compartments() if c.address in self._by_address),
-                    busy=busy,
-                    sizes=self.store.sizes(),
-                )
+                compartment = self.deposit_compartment(parcel, tried=tried)
             if compartment is None:
                 raise Conflict("No free compartment here takes this parcel.", code="site_full")
-            with self.store.write() as tx:
-                pulse = tx.intend_pulse(compartment, now)
-                tx.set_task(
-                    compartment.id,
-                    DEPOSIT,
-                    now,
-                    parcel_id=parcel.parcel_id,
-                    courier_id=session.courier.id,
-                )
-            opened = await self._pulse([pulse])
-            self._settle(opened, [pulse], now, reported=None)
-            state = opened.states[compartment.id]
+            state = await self.open_for_deposit(compartment, parcel.parcel_id, session.courier.id)
             if state == OPENED:
                 return {
                     "parcel_id": parcel.parcel_id,
@@ -521,6 +503,31 @@ class Agent:
         raise DoorNotOpened(
             "No door opened for this parcel; the compartments tried are out of service."
         )
+
+    def deposit_compartment(self, parcel: Expected, *, tried: set[str]) -> Compartment | None:
+        """The best compartment of this kiosk's boards for ``parcel``
+        (``decisions.choose_compartment``), passing over doors open or opening for something
+        else and those ``tried`` already."""
+        return decisions.choose_compartment(
+            parcel,
+            (c for c in self.store.compartments() if c.address in self._by_address),
+            busy=set(self.store.tasks()) | set(self._open) | tried,
+            sizes=self.store.sizes(),
+        )
+
+    async def open_for_deposit(
+        self, compartment: Compartment, parcel_id: str, courier_id: str
+    ) -> str:
+        """Journal and pulse ``compartment``'s door for a courier's deposit of ``parcel_id``;
+        its closing on the parcel confirms the deposit (the ``deposit`` event). Returns the
+        pulse's state: ``OPENED``, ``STUCK`` (out of service now) or ``FAILED`` (the board)."""
+        now = self.clock()
+        with self.store.write() as tx:
+            pulse = tx.intend_pulse(compartment, now)
+            tx.set_task(compartment.id, DEPOSIT, now, parcel_id=parcel_id, courier_id=courier_id)
+        opened = await self._pulse([pulse])
+        self._settle(opened, [pulse], now, reported=None)
+        return opened.states[compartment.id]
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -784,6 +791,7 @@ class Agent:
                     "deposit not confirmed: compartment empty",
                     extra={"compartment_id": compartment.id, "parcel_id": task.parcel_id},
                 )
+                self._deposit_closed(task, confirmed=False)
                 return
             event = tx.queue(
                 "deposit",
@@ -797,6 +805,14 @@ class Agent:
             )
             tx.mark_deposited(task.parcel_id, event)
             tx.set_local_state(compartment.id, "occupied", event)
+            self._deposit_closed(task, confirmed=True)
+
+    def _deposit_closed(self, task: DoorTask, *, confirmed: bool) -> None:
+        for listener in self.deposit_closed:
+            try:
+                listener(task, confirmed)
+            except Exception:
+                log.exception("deposit listener failed", extra={"parcel_id": task.parcel_id})
 
     def _board_faulted(self, tx: Tx, fault: BoardFault, now: datetime) -> None:
         self._faulted.add(fault.board)
@@ -868,14 +884,15 @@ class Agent:
                 await self._push()
                 await self._refresh_presence()
             except Unreachable as down:
-                self._went_offline(down.reason)
+                self.went_offline(down.reason)
                 raise
             if not self.online:
                 log.info("online")
             self.online = True
             self.last_error = None
 
-    def _went_offline(self, reason: str) -> None:
+    def went_offline(self, reason: str) -> None:
+        """The server could not be used (``reason``): the kiosk is offline until a sync."""
         if self.online:
             log.warning("offline", extra={"reason": reason})
         self.online = False
@@ -945,7 +962,7 @@ class Agent:
                 pass
             except Exception:
                 log.exception("sync failed")
-                self._went_offline("sync failed")
+                self.went_offline("sync failed")
             if not self.online:
                 await asyncio.sleep(self.settings.offline_retry_s)
                 continue

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from openlocker.core.errors import DomainError, NotFound
 from openlocker.kiosk import fulfil_api
+from openlocker.kiosk import open_deposit_api
 from openlocker.kiosk.agent import Agent
 from openlocker.kiosk.boards import UnknownLock
 from openlocker.kiosk.boards.sim import SimBoard
@@ -138,6 +139,7 @@ def create_kiosk_app(agent: Agent) -> FastAPI:
         agent.courier_logout()
         return Response(status_code=204)
 
+    app.include_router(open_deposit_api.router(agent))
     screen.mount(app, agent)
     app.include_router(fulfil_api.router(agent))
 

@@ -103,7 +103,7 @@ class Fulfil:
 
     def orders(self) -> dict[str, Any]:
         """The orders the signed-in staff's retailer has waiting to be loaded here."""
-        courier = self.agent.check_courier()
+        courier = self.agent.check_courier().courier
         by_order: dict[str, list[Expected]] = {}
         for item in self.agent.store.order_items(courier.org_id):
             by_order.setdefault(item.order_id or "", []).append(item)
@@ -132,7 +132,7 @@ class Fulfil:
         retailer with that reference waits here), ``order_loaded``, ``loading_in_progress``
         (another order is being loaded), and the deposit's door refusals.
         """
-        courier = self.agent.check_courier()
+        courier = self.agent.check_courier().courier
         reference = reference.strip()
         if "#" in reference:
             reference = reference.rsplit("#", 1)[0]
@@ -285,7 +285,7 @@ class Fulfil:
     async def collection(self) -> dict[str, Any]:
         """Start a collection visit for the signed-in courier: the site's manifest for their
         organization (returns and expired parcels); the first door opens."""
-        courier = self.agent.check_courier()
+        courier = self.agent.check_courier().courier
         manifest = await self._ask(self.agent.link.collection(courier.id))
         self.visit = Visit(
             courier.id,
@@ -391,7 +391,7 @@ class Fulfil:
         return summary
 
     def _visit(self) -> Visit:
-        courier = self.agent.check_courier()
+        courier = self.agent.check_courier().courier
         if self.visit is None or self.visit.courier_id != courier.id:
             raise Conflict("Start a collection first.", code="no_collection")
         return self.visit

@@ -32,7 +32,8 @@ class CursorRefused(Exception):
 
 
 class ServerRefusal(DomainError):
-    """The server refused a pickup: its status, code and detail, passed on to the screen."""
+    """The server refused a request (a pickup, an open deposit): its status, code and detail,
+    passed on to the screen."""
 
     def __init__(self, status: int, body: Mapping[str, Any]) -> None:
         extra = {k: v for k, v in body.items() if k in ("retry_after", "phone_accepted")}
@@ -76,7 +77,7 @@ class ServerLink:
         path: str,
         *,
         timeout_s: float | None = None,
-        refusals: bool = False,
+        answers: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> httpx.Response:
         try:
@@ -86,13 +87,11 @@ class ServerLink:
         except httpx.HTTPError as error:
             raise Unreachable(f"{type(error).__name__}: {error}") from None
         status = response.status_code
-        code = _code(response)
-        if refusals and status == 404 and code and code not in _KEY_REFUSED:
-            # A named refusal (``parcel_not_found``), not a server that lacks the route.
-            return response
-        if status >= 500 or status in (401, 404, 405) or code in _KEY_REFUSED:
+        if status == 404 and _code(response) in answers:
+            return response  # a 404 about what was asked for (``answers``), not the path
+        if status >= 500 or status in (401, 404, 405) or _code(response) in _KEY_REFUSED:
             # Not an answer about the code or the events: the kiosk cannot use the server.
-            raise Unreachable(f"{method} {path} answered {status} {code}".strip())
+            raise Unreachable(f"{method} {path} answered {status} {_code(response)}".strip())
         return response
 
     async def pull(self, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -137,39 +136,68 @@ class ServerLink:
             raise Unreachable(f"pickup answered {response.status_code} without JSON") from None
         raise ServerRefusal(response.status_code, problem)
 
+    async def search_directory(self, query: str, limit: int) -> dict[str, Any]:
+        """The site's directory entries whose name or unit begins with ``query``'s words
+        (``{"items": [{"id", "display_name", "unit"}], "more"}``); ``ServerRefusal`` for
+        ``too_many_searches`` (with ``retry_after``) and ``invalid_query``."""
+        response = await self._call(
+            "GET", f"/v1/sites/{self.site_id}/directory", params={"q": query, "limit": limit}
+        )
+        return _answer(response, 200)
+
+    async def open_deposit(
+        self, body: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Announce an open deposit whose door the kiosk opens and whose closing deposits it
+        (``"door": "kiosk"``, ``"confirm": "door_closed"``); the answer names the compartment
+        held. A retry with the same ``idempotency_key`` answers as the first time."""
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/open-deposits",
+            json={**body, "door": "kiosk", "confirm": "door_closed"},
+            headers={"Idempotency-Key": idempotency_key},
+            answers=_OPEN_DEPOSIT_404,
+        )
+        return _answer(response, 201)
+
+    async def cancel_open_deposit(self, parcel_id: str) -> None:
+        """Call off an open deposit that never went in (gone already: nothing to do)."""
+        response = await self._call(
+            "DELETE",
+            f"/v1/sites/{self.site_id}/open-deposits/{parcel_id}",
+            answers=frozenset({"parcel_not_found"}),
+        )
+        if response.status_code not in (204, 404):
+            _answer(response, 204)
+
     async def drop_off(self, code: str) -> dict[str, Any]:
         """Drop a return off here by its code (``docs/orders.md``); the kiosk opens the door
         the answer names (``"door": "kiosk"``: no door command is queued)."""
-        return await self._decided(
-            "POST", f"/v1/sites/{self.site_id}/returns", json={"code": code, "door": "kiosk"}
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/returns",
+            json={"code": code, "door": "kiosk"},
+            answers=frozenset({"return_not_found"}),
         )
+        return _answer(response, 201)
 
     async def collection(self, courier_id: str) -> dict[str, Any]:
         """The site's collection manifest for the organization of the courier signed in."""
-        return await self._decided(
+        response = await self._call(
             "GET", f"/v1/sites/{self.site_id}/collection", params={"courier_id": courier_id}
         )
+        return _answer(response, 200)
 
     async def scan_out(self, parcel_id: str, courier_id: str, outcome: str) -> dict[str, Any]:
         """Scan a manifest's parcel out (``collected``) or report it ``missing``; the kiosk
         opened its door itself."""
-        return await self._decided(
+        response = await self._call(
             "POST",
             f"/v1/sites/{self.site_id}/collection/{parcel_id}",
             json={"outcome": outcome, "courier_id": courier_id, "door": "kiosk"},
+            answers=frozenset({"parcel_not_found"}),
         )
-
-    async def _decided(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """A call the server decides: its answer, or its refusal as ``ServerRefusal``."""
-        response = await self._call(method, path, refusals=True, **kwargs)
-        if response.status_code in (200, 201):
-            answer: dict[str, Any] = response.json()
-            return answer
-        try:
-            problem = response.json()
-        except ValueError:
-            raise Unreachable(f"{path} answered {response.status_code} without JSON") from None
-        raise ServerRefusal(response.status_code, problem)
+        return _answer(response, 200)
 
     async def presence_code(self) -> dict[str, Any]:
         response = await self._call("GET", f"/v1/sites/{self.site_id}/presence-code")
@@ -177,6 +205,23 @@ class ServerLink:
             raise Unreachable(f"presence code answered {response.status_code}")
         answer: dict[str, Any] = response.json()
         return answer
+
+
+#: The open deposit's refusals that are 404s: what it names is not at the site.
+_OPEN_DEPOSIT_404 = frozenset({"entry_not_found", "courier_not_found"})
+
+
+def _answer(response: httpx.Response, ok: int) -> dict[str, Any]:
+    """The JSON of an ``ok`` answer, else the refusal as ``ServerRefusal``."""
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        raise Unreachable(f"{response.request.url.path} answered without JSON") from None
+    if response.status_code == ok and isinstance(body, dict):
+        return body
+    if not isinstance(body, dict):
+        raise Unreachable(f"{response.request.url.path} answered {response.status_code}")
+    raise ServerRefusal(response.status_code, body)
 
 
 def _code(response: httpx.Response) -> str:

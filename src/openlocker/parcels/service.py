@@ -367,10 +367,18 @@ def announce(
 
 
 def do_announce(
-    ctx: Context, tx: Tx, actor: Actor, org_id: str, request: AnnounceIn, **data: Any
+    ctx: Context,
+    tx: Tx,
+    actor: Actor,
+    org_id: str,
+    request: AnnounceIn,
+    *,
+    compartment_id: str | None = None,
+    **data: Any,
 ) -> ParcelRow:
     """Announce ``request``'s parcel as ``org_id``'s (``announce`` without its checks of the
-    caller); ``data`` joins the audit event's. Raises what ``announce`` raises."""
+    caller); ``data`` joins the audit event's. With ``reserve``, ``compartment_id`` names the
+    compartment to hold (``do_claim_compartment``). Raises what ``announce`` raises."""
     dims = request.dimensions_mm
     need = allocation.ParcelNeed(
         (dims.length, dims.width, dims.height) if dims else None,
@@ -402,7 +410,9 @@ def do_announce(
         announced_at=now,
     )
     if request.reserve:
-        claimed = do_claim_compartment(ctx, tx, site, need, state="reserved")
+        claimed = do_claim_compartment(
+            ctx, tx, site, need, state="reserved", compartment_id=compartment_id
+        )
         _put_in(parcel, claimed)
         parcel.reserved_until = now + timedelta(hours=ctx.settings.reservation_hold_hours)
     # Recorded and queued first, so both ride in the parcel's INSERT (and roll back with it).

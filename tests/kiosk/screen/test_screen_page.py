@@ -60,7 +60,8 @@ def test_the_page_speaks_the_sites_language_and_another_on_request() -> None:
 
 def test_the_page_draws_the_wall_of_the_sites_labels() -> None:
     html = _client(ScreenSite("S", "en", GRID)).get("/").text
-    assert html.count('class="cell" data-label=') == 2 * len(GRID)  # the pickup's and the courier's
+    # The pickup's, the courier's and the open deposit's.
+    assert html.count('class="cell" data-label=') == 3 * len(GRID)
     assert 'data-label="C4" data-column="C" data-row="4"' in html
     assert 'class="wall"' not in _client(ScreenSite("S", "en", ["1", "2"])).get("/").text
 
@@ -98,13 +99,19 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
     policy = answer.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy
     assert "connect-src 'self'" in policy and answer.headers["cache-control"] == "no-store"
-    for name, kind in [("screen.css", "text/css"), ("screen.js", "text/javascript")]:
+    for name, kind in [
+        ("screen.css", "text/css"),
+        ("screen.js", "text/javascript"),
+        ("open-deposit.css", "text/css"),
+        ("open-deposit.js", "text/javascript"),
+    ]:
         served = client.get(f"/screen/static/{name}")
         assert served.status_code == 200 and served.headers["content-type"].startswith(kind)
         assert not re.search(r"https?:|url\(|@import|\bimport\(", served.text)
     assert not re.search(r"https?:", answer.text)
     assert re.findall(r'(?:src|href)="([^"]+)"', answer.text) == [
         "/screen/static/icon.svg", "/screen/static/screen.css", "/screen/static/screen.js",
+        "/screen/static/open-deposit.css", "/screen/static/open-deposit.js",
         "/screen/static/fulfil.js",
         "/?lang=en", "/?lang=pl",
     ]  # fmt: skip

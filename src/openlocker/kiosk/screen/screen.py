@@ -44,6 +44,8 @@ _FILES = {
     "screen.js": "text/javascript",
     "fulfil.js": "text/javascript",
     "icon.svg": "image/svg+xml",
+    "open-deposit.css": "text/css",
+    "open-deposit.js": "text/javascript",
 }
 _HEADERS = {
     "Content-Security-Policy": (

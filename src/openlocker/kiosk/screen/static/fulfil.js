@@ -61,11 +61,11 @@
     $("opened-take").textContent = T.return_put;
   }
 
-  S.fields.return = "return-code";
-  S.flows.return = {
+  S.add("return", {
+    field: "return-code",
     submit: () => dropOff($("return-code").value),
     scan: (text) => dropOff(text),
-  };
+  });
 
   // --- loading an order ------------------------------------------------------------------
 
@@ -141,8 +141,9 @@
     });
   }
 
-  S.fields.load = "load-reference";
-  S.flows.load = {
+  S.add("load", {
+    field: "load-reference",
+    courier: true,
     submit: () => load($("load-reference").value),
     scan: (text) => load(text),
     shown: () => {
@@ -150,7 +151,7 @@
       S.say("load-message", "");
       showOrders();
     },
-  };
+  });
 
   // --- collecting ------------------------------------------------------------------------
 
@@ -204,8 +205,9 @@
     S.show("courier");
   });
 
-  S.fields.collect = "collect-tracking";
-  S.flows.collect = {
+  S.add("collect", {
+    field: "collect-tracking",
+    courier: true,
     submit: () => scanOut($("collect-tracking").value),
     scan: scanOut,
     shown: () => {
@@ -213,5 +215,5 @@
       $("collect-items").replaceChildren();
       collectStep("/api/collection", {});
     },
-  };
+  });
 })();

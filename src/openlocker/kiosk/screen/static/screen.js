@@ -78,15 +78,18 @@
   // --- screens, fields and messages ----------------------------------------------------------
 
   const FIELDS = { home: "pin", phone: "phone-digits", "courier-login": "courier-code", courier: "tracking" };
-  // Screens other scripts add (fulfil.js): what Enter and a scan do there, and when shown.
-  const flows = {};
   let current = "home";
   let lastTouch = Date.now();
   let busy = false;
   let pendingPin = ""; // kept while the phone digits are asked for
   const countdowns = new Map();
 
-  const fieldOf = (screen) => (FIELDS[screen] ? $(FIELDS[screen]) : null);
+  // Screens other scripts add (open-deposit.js, fulfil.js): the field's id, what Enter and a
+  // scan do there, what happens on going there (enter) and once shown, and whether a
+  // signed-in courier works there.
+  const added = new Map();
+  const fieldOf = (screen) =>
+    FIELDS[screen] ? $(FIELDS[screen]) : added.has(screen) && added.get(screen).field ? $(added.get(screen).field) : null;
 
   function show(screen, focus) {
     for (const section of document.querySelectorAll(".screen")) {
@@ -225,19 +228,22 @@
     else if (current === "phone") pickupPhone();
     else if (current === "courier-login") courierLogin();
     else if (current === "courier") deposit();
-    else if (flows[current]) flows[current].submit();
+    else if (added.has(current) && added.get(current).submit) added.get(current).submit();
   }
 
   function scan(text) {
     if (busy) return;
-    if (flows[current]) {
-      flows[current].scan(text);
+    const hooks = added.get(current);
+    if (hooks && hooks.scan) {
+      hooks.scan(text);
       return;
     }
     if (current === "courier-login") {
       $("courier-code").value = text;
       courierLogin();
-    } else if (current === "courier") {
+    } else if (current === "courier" || (added.has(current) && added.get(current).courier)) {
+      // A label scanned while delivering to a resident is an announced parcel after all.
+      if (current !== "courier") show("courier");
       $("tracking").value = text;
       deposit();
     } else {
@@ -252,8 +258,9 @@
     }
     clearFields();
     for (const id of ["courier-login-message", "courier-message"]) say(id, "");
+    if (added.has(screen) && added.get(screen).enter) added.get(screen).enter();
     show(screen);
-    if (flows[screen] && flows[screen].shown) flows[screen].shown();
+    if (added.has(screen) && added.get(screen).shown) added.get(screen).shown();
   }
 
   function home(message = "", tone = "bad") {
@@ -567,7 +574,7 @@
 
   function tick() {
     const idle = Date.now() - lastTouch;
-    if (current === "courier") {
+    if (current === "courier" || (added.has(current) && added.get(current).courier)) {
       const left = config.courierIdleMs - idle;
       if (left <= 0) {
         signOut();
@@ -585,7 +592,12 @@
     }
   }
 
-  window.kioskScreen = { T, fmt, call, show, say, problem, refocus, opened, mark, home, fields: FIELDS, flows };
+  window.kioskScreen = {
+    T, call, fmt, say, show, goTo, home, mark, opened, problem, refocus, touch,
+    current: () => current,
+    add: (screen, hooks) => added.set(screen, hooks),
+  };
+
   setInterval(tick, 1000);
   show("home");
   poll();
