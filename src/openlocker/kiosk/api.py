@@ -18,8 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from openlocker.core.errors import DomainError, NotFound
-from openlocker.kiosk import fulfil_api
-from openlocker.kiosk import open_deposit_api
+from openlocker.kiosk import fulfil_api, open_deposit_api
 from openlocker.kiosk.agent import Agent
 from openlocker.kiosk.boards import UnknownLock
 from openlocker.kiosk.boards.sim import SimBoard

@@ -282,6 +282,19 @@ class Fulfil:
 
     # --- collecting --------------------------------------------------------------------------
 
+    async def manifest(self) -> dict[str, Any]:
+        """What the signed-in courier would collect here, without starting a visit: ``count``
+        parcels, of which ``returns`` and ``expired``. Raises ``courier_required`` and
+        ``needs_network``."""
+        courier = self.agent.check_courier().courier
+        manifest = await self._ask(self.agent.link.collection(courier.id))
+        kinds = [item["kind"] for item in manifest["items"]]
+        return {
+            "count": len(kinds),
+            "returns": kinds.count("return"),
+            "expired": kinds.count("expired"),
+        }
+
     async def collection(self) -> dict[str, Any]:
         """Start a collection visit for the signed-in courier: the site's manifest for their
         organization (returns and expired parcels); the first door opens."""

@@ -60,6 +60,11 @@ def router(agent: Agent) -> APIRouter:
         """Start the signed-in courier's collection visit (needs the network)."""
         return await fulfil.collection()
 
+    @routes.get("/collection/manifest")
+    async def manifest() -> dict[str, object]:
+        """How many parcels the signed-in courier would collect here (needs the network)."""
+        return await fulfil.manifest()
+
     @routes.get("/collection")
     async def visit() -> dict[str, object]:
         return fulfil.collection_view()

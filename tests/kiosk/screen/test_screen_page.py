@@ -60,8 +60,8 @@ def test_the_page_speaks_the_sites_language_and_another_on_request() -> None:
 
 def test_the_page_draws_the_wall_of_the_sites_labels() -> None:
     html = _client(ScreenSite("S", "en", GRID)).get("/").text
-    # The pickup's, the courier's and the open deposit's.
-    assert html.count('class="cell" data-label=') == 3 * len(GRID)
+    # The pickup's, the courier's, the open deposit's, the order loading's and collection's.
+    assert html.count('class="cell" data-label=') == 5 * len(GRID)
     assert 'data-label="C4" data-column="C" data-row="4"' in html
     assert 'class="wall"' not in _client(ScreenSite("S", "en", ["1", "2"])).get("/").text
 
@@ -104,6 +104,8 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
         ("screen.js", "text/javascript"),
         ("open-deposit.css", "text/css"),
         ("open-deposit.js", "text/javascript"),
+        ("fulfil.css", "text/css"),
+        ("fulfil.js", "text/javascript"),
     ]:
         served = client.get(f"/screen/static/{name}")
         assert served.status_code == 200 and served.headers["content-type"].startswith(kind)
@@ -112,7 +114,7 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
     assert re.findall(r'(?:src|href)="([^"]+)"', answer.text) == [
         "/screen/static/icon.svg", "/screen/static/screen.css", "/screen/static/screen.js",
         "/screen/static/open-deposit.css", "/screen/static/open-deposit.js",
-        "/screen/static/fulfil.js",
+        "/screen/static/fulfil.css", "/screen/static/fulfil.js",
         "/?lang=en", "/?lang=pl",
     ]  # fmt: skip
     for name in ("screen.py", "..%2Fscreen.py", "missing.js"):

@@ -26,7 +26,8 @@ MESSAGES = {
     "order_loaded": N_("This order is loaded already."),
     "loading_in_progress": N_("Another order is being loaded: finish it first."),
     "load_waiting": N_("waiting"),
-    "load_open": N_("door open: put the item in and close the door"),
+    "load_open": N_("door open"),
+    "load_empty": N_("closed empty"),
     "load_loaded": N_("loaded"),
     "load_done": N_("Order %(reference)s is loaded. The customer gets their code now."),
     "load_done_offline": N_(
@@ -34,10 +35,19 @@ MESSAGES = {
     ),
     "load_none": N_("No order waits to be loaded here."),
     "load_items": N_("%(loaded)s of %(items)s loaded"),
-    "collect_count": N_("Collect %(count)s parcels"),
+    "load_put": N_("Put the item in compartment %(label)s and close the door."),
+    "load_again": N_(
+        "The door was closed on an empty compartment: tap “Open the door again” and put the"
+        " item in."
+    ),
+    "collect_parcels": N_("Collect parcels"),
+    "collect_nothing": N_("Nothing to collect"),
+    "collect_one": N_("Collect 1 parcel"),
+    "collect_many": N_("Collect %(count)s parcels"),
+    "collect_take": N_("Take %(parcel)s from compartment %(label)s and scan it."),
     "collect_none": N_("Nothing to collect here for your organization."),
     "collect_waiting": N_("waiting"),
-    "collect_open": N_("door open: scan the parcel"),
+    "collect_open": N_("door open"),
     "collect_collected": N_("collected"),
     "collect_missing": N_("missing: reported"),
     "collect_not_opened": N_("door did not open"),

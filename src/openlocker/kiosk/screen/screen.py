@@ -42,6 +42,7 @@ _STATIC = Path(__file__).parent / "static"
 _FILES = {
     "screen.css": "text/css",
     "screen.js": "text/javascript",
+    "fulfil.css": "text/css",
     "fulfil.js": "text/javascript",
     "icon.svg": "image/svg+xml",
     "open-deposit.css": "text/css",

@@ -11,7 +11,18 @@
   let busy = false;
   let timer = null;
 
-  const problem = (answer, status, prefix) => S.problem(answer, status, prefix);
+  // A courier signed out by the kiosk (idle) signs in again; anything else is said at `id`.
+  function refused(id, answer, status, prefix) {
+    if (answer.code === "courier_required") {
+      S.show("courier-login");
+      S.say("courier-login-message", T.courier_required);
+      return;
+    }
+    S.say(id, S.problem(answer, status, prefix));
+  }
+
+  const collectLabel = (count) =>
+    count === 0 ? T.collect_nothing : count === 1 ? T.collect_one : S.fmt("collect_many", { count });
 
   function listItem(list, label, text, state, extra) {
     const item = document.createElement("li");
@@ -38,6 +49,31 @@
     timer = setTimeout(step, POLL_MS);
   }
 
+  // --- the courier's tasks: what waits to be loaded and collected here ----------------------
+
+  async function showTasks() {
+    const load = $("courier-load");
+    const collect = $("courier-collect");
+    collect.textContent = T.collect_parcels;
+    collect.disabled = false;
+    const [orders, manifest] = await Promise.all([
+      S.call("/api/orders"),
+      S.call("/api/collection/manifest"),
+    ]);
+    if (S.current() !== "courier") return;
+    // Only staff whose retailer has orders waiting here are offered loading.
+    load.hidden = !(orders.ok && orders.answer.orders.length);
+    // Offline the count is unknown: the button stays, and its screen says why it cannot.
+    if (manifest.ok) {
+      collect.textContent = collectLabel(manifest.answer.count);
+      collect.disabled = manifest.answer.count === 0;
+    }
+  }
+
+  document.addEventListener("kiosk:shown", (event) => {
+    if (event.detail.screen === "courier") showTasks();
+  });
+
   // --- a return's drop-off ---------------------------------------------------------------
 
   async function dropOff(code) {
@@ -53,7 +89,7 @@
     busy = false;
     $("return-code").value = "";
     if (!ok) {
-      S.say("return-message", problem(answer, status, "return_"));
+      S.say("return-message", S.problem(answer, status, "return_"));
       S.refocus();
       return;
     }
@@ -74,7 +110,7 @@
     const list = $("load-orders");
     list.replaceChildren();
     if (!ok) {
-      S.say("load-message", problem(answer, status));
+      refused("load-message", answer, status);
       return;
     }
     if (!answer.orders.length) S.say("load-message", T.load_none, "good");
@@ -82,8 +118,14 @@
       const item = document.createElement("li");
       const button = document.createElement("button");
       button.type = "button";
-      button.className = "secondary choice";
-      button.textContent = `${order.reference} · ${S.fmt("load_items", order)}`;
+      button.className = "choice";
+      const reference = document.createElement("span");
+      reference.className = "choice-name";
+      reference.textContent = order.reference;
+      const count = document.createElement("span");
+      count.className = "choice-detail";
+      count.textContent = S.fmt("load_items", order);
+      button.append(reference, " ", count);
       button.addEventListener("click", () => load(order.reference));
       item.append(button);
       list.append(item);
@@ -93,19 +135,16 @@
   function showLoading(loading) {
     const list = $("load-items");
     list.replaceChildren();
+    $("load-again").hidden = true;
     if (!loading) return false;
     $("load-orders").replaceChildren();
     for (const item of loading.items) {
-      listItem(
-        list,
-        item.compartment ? item.compartment.label : "",
-        item.tracking_number,
-        item.state,
-        T[`load_${item.state}`],
-      );
+      // Waiting with a door already named: that door was shut on an empty compartment.
+      const state = item.state === "waiting" && item.compartment ? "empty" : item.state;
+      listItem(list, item.compartment ? item.compartment.label : "", item.tracking_number, state, T[`load_${state}`]);
     }
     const open = loading.items.filter((i) => i.state === "open" && i.compartment);
-    S.mark("courier-wall", open.map((i) => i.compartment.label));
+    S.mark("load-wall", open.map((i) => i.compartment.label));
     if (loading.done) {
       S.say(
         "load-message",
@@ -114,7 +153,12 @@
       );
       return !loading.sent;
     }
-    if (loading.problem) S.say("load-message", T[loading.problem] || T.failed);
+    // No door open: the last one shut on an empty compartment, or the next did not open.
+    $("load-again").hidden = open.length > 0;
+    $("load-again").onclick = () => load(loading.reference);
+    if (loading.problem) S.say("load-message", T[`deposit_${loading.problem}`] || T[loading.problem] || T.failed);
+    else if (open.length) S.say("load-message", S.fmt("load_put", { label: open[0].compartment.label }), "good");
+    else S.say("load-message", T.load_again);
     return true;
   }
 
@@ -127,17 +171,14 @@
     busy = false;
     $("load-reference").value = "";
     if (!ok) {
-      S.say("load-message", problem(answer, status, "deposit_"));
+      refused("load-message", answer, status, "deposit_");
       return;
     }
-    S.say("load-message", "");
     showLoading(answer.loading);
     repeat(async () => {
-      if (!$("load").hidden) {
-        const polled = await S.call("/api/orders/loading");
-        return polled.ok && showLoading(polled.answer.loading);
-      }
-      return false;
+      if ($("load").hidden) return false;
+      const polled = await S.call("/api/orders/loading");
+      return polled.ok && showLoading(polled.answer.loading);
     });
   }
 
@@ -146,9 +187,16 @@
     courier: true,
     submit: () => load($("load-reference").value),
     scan: (text) => load(text),
-    shown: () => {
+    shown: async () => {
       $("load-items").replaceChildren();
+      S.mark("load-wall", []);
       S.say("load-message", "");
+      // An order half loaded (a door shut empty) is shown again, with its open door.
+      const { ok, answer } = await S.call("/api/orders/loading");
+      if (ok && answer.loading && !answer.loading.done) {
+        showLoading(answer.loading);
+        return;
+      }
       showOrders();
     },
   });
@@ -162,7 +210,7 @@
     list.replaceChildren();
     openItem = null;
     if (!visit) return;
-    $("collect-title").textContent = S.fmt("collect_count", { count: visit.count });
+    $("collect-title").textContent = collectLabel(visit.count);
     for (const item of visit.items) {
       if (item.state === "open") openItem = item;
       listItem(
@@ -174,8 +222,16 @@
       );
     }
     $("collect-missing").hidden = !openItem;
+    S.mark("collect-wall", openItem && openItem.compartment ? [openItem.compartment.label] : []);
     if (!visit.count) S.say("collect-message", T.collect_none, "good");
     else if (visit.done) S.say("collect-message", S.fmt("collect_summary", visit), "good");
+    else if (openItem) {
+      S.say(
+        "collect-message",
+        S.fmt("collect_take", { label: openItem.compartment.label, parcel: openItem.reference || openItem.tracking_number }),
+        "good",
+      );
+    }
   }
 
   async function collectStep(path, payload) {
@@ -186,11 +242,10 @@
     busy = false;
     $("collect-tracking").value = "";
     if (!ok) {
-      S.say("collect-message", problem(answer, status));
+      refused("collect-message", answer, status);
       S.refocus();
       return;
     }
-    S.say("collect-message", "");
     showVisit(answer.collection);
   }
 
@@ -211,8 +266,10 @@
     submit: () => scanOut($("collect-tracking").value),
     scan: scanOut,
     shown: () => {
-      $("collect-title").textContent = T.wait;
+      $("collect-title").textContent = T.collect_parcels;
       $("collect-items").replaceChildren();
+      $("collect-missing").hidden = true;
+      S.mark("collect-wall", []);
       collectStep("/api/collection", {});
     },
   });

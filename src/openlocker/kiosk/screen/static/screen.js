@@ -99,6 +99,8 @@
     body.dataset.screen = screen;
     (focus || fieldOf(screen) || $(`${screen}-title`)).focus({ preventScroll: true });
     touch();
+    // Other scripts follow the screens shown (fulfil.js refreshes the courier's tasks).
+    document.dispatchEvent(new CustomEvent("kiosk:shown", { detail: { screen } }));
   }
 
   // After an answer, the screen's field takes the keys again (a scanner needs no focus, but
