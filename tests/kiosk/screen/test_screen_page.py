@@ -81,7 +81,7 @@ def test_the_page_holds_every_message_its_script_says() -> None:
         # fulfil.js: refusals (some with the return_ prefix) and item states by name.
         "needs_network", "return_invalid_code", "return_code_used", "return_code_expired",
         "return_site_full", "order_not_expected", "order_loaded", "loading_in_progress",
-        "load_waiting", "load_open", "load_loaded", "collect_waiting", "collect_open",
+        "load_waiting", "load_open", "load_empty", "load_loaded", "collect_waiting", "collect_open",
         "collect_collected", "collect_missing", "collect_not_opened", "not_in_manifest",
         "door_closed", "already_scanned", "not_at_site", "load_done", "load_done_offline",
     }  # fmt: skip

@@ -7,7 +7,7 @@
   const S = window.kioskScreen;
   const T = S.T;
   const $ = (id) => document.getElementById(id);
-  const POLL_MS = 1000;
+  const POLL_MS = 500; // the loading view is the kiosk's own, small and local
   let busy = false;
   let timer = null;
 
