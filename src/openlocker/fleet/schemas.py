@@ -84,6 +84,8 @@ class SyncCredential(BaseModel):
     used: bool
     #: The doors it opens now (the parcel's, or every waiting item's of an order).
     compartments: list[CompartmentRef]
+    #: An order's items for adults only: the kiosk's pickup answer says so (ID first).
+    age_restricted: bool = False
 
 
 class SyncCourier(BaseModel):

@@ -100,7 +100,8 @@ def _in(ids: Sequence[str], prefix: str) -> tuple[str, dict[str, str]]:
 
 _CREDENTIALS = (
     "SELECT c.id, c.parcel_id, c.order_id, c.kiosk_pin, c.kiosk_qr, c.kiosk_phone,"
-    " c.expires_at, c.active, c.used_at FROM credential_sets c"
+    " c.expires_at, c.active, c.used_at, o.age_restricted FROM credential_sets c"
+    " LEFT JOIN orders o ON o.id = c.order_id"
 )
 _COURIERS = (
     "SELECT c.id, c.org_id, c.name, c.code_sealed, c.active AND (c.all_sites OR EXISTS"
@@ -143,6 +144,7 @@ def _credentials(tx: Tx, site_id: str, rows: list[Row]) -> list[SyncCredential]:
             active=bool(row[7]),
             used=row[8] is not None,
             compartments=doors.get(row[2] or row[1], []),
+            age_restricted=bool(row[9]),
         )
         for row in rows
     ]

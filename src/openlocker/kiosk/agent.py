@@ -141,6 +141,9 @@ class Agent:
         self._digest_key: bytes | None = None
         self._public_keys: dict[int, Ed25519PublicKey] = {}
         self._unmapped: list[str] = []
+        #: Called after a door the kiosk watches shut and its task was finished (the
+        #: fulfilment flows follow their doors so).
+        self.door_closed_hooks: list[Callable[[Compartment], None]] = []
         #: Called with each deposit's task when its door shuts, and whether that confirmed it.
         self.deposit_closed: list[Callable[[DoorTask, bool], None]] = []
         #: Every lock as last read (at start, by the boards' polls, after a pulse).
@@ -324,23 +327,43 @@ class Agent:
         refs = [answer["compartment"], *answer.get("compartments", ())]
         wanted = list({ref["id"]: ref for ref in refs}.values())
         compartments = [self.store.compartment(ref["id"]) for ref in wanted]
-        usable = self._openable(c for c in compartments if c is not None)
+        usable = self.openable(c for c in compartments if c is not None)
         if not usable:
             log.error("the server opened a compartment this kiosk cannot", extra={"refs": wanted})
             raise BoardUnavailable("This compartment cannot be opened from this kiosk.")
+        opened = await self.open_doors(usable, PICKUP, now, parcel_id=answer.get("parcel_id"))
+        return self._pickup_answer(
+            answer["parcel_id"],
+            answer.get("order_id"),
+            usable,
+            opened,
+            age_restricted=bool(answer.get("age_restricted")),
+        )
+
+    async def open_doors(
+        self,
+        compartments: list[Compartment],
+        purpose: str,
+        now: datetime,
+        *,
+        parcel_id: str | None = None,
+    ) -> Opened:
+        """Open doors for something the server decided (and recorded): each unlock is
+        journalled with its task (``purpose``) before the pulse and settled after it; no
+        event but the doors' own is queued. A stuck lock's compartment goes out of service."""
         with self.store.write() as tx:
-            pulses = [tx.intend_pulse(c, now) for c in usable]
-            for c in usable:
-                tx.set_task(c.id, PICKUP, now, parcel_id=answer.get("parcel_id"))
+            pulses = [tx.intend_pulse(c, now) for c in compartments]
+            for c in compartments:
+                tx.set_task(c.id, purpose, now, parcel_id=parcel_id)
         opened = await self._pulse(pulses)
         self._settle(opened, pulses, now, reported=None)
-        return self._pickup_answer(answer["parcel_id"], answer.get("order_id"), usable, opened)
+        return opened
 
     async def _hand_over(
         self, credential: Credential, method: str, now: datetime
     ) -> dict[str, Any]:
         compartments = [self.store.compartment(ref.id) for ref in credential.compartments]
-        usable = self._openable(c for c in compartments if c is not None)
+        usable = self.openable(c for c in compartments if c is not None)
         if not usable:
             log.error(
                 "credential names no compartment on this kiosk's boards",
@@ -376,10 +399,22 @@ class Agent:
                 tx.unuse_credential(credential.id)
 
         self._settle(opened, pulses, now, reported=event, amend=amend)
-        return self._pickup_answer(credential.parcel_id, credential.order_id, usable, opened)
+        return self._pickup_answer(
+            credential.parcel_id,
+            credential.order_id,
+            usable,
+            opened,
+            age_restricted=credential.age_restricted,
+        )
 
     def _pickup_answer(
-        self, parcel_id: str, order_id: str | None, wanted: list[Compartment], opened: Opened
+        self,
+        parcel_id: str,
+        order_id: str | None,
+        wanted: list[Compartment],
+        opened: Opened,
+        *,
+        age_restricted: bool = False,
     ) -> dict[str, Any]:
         ok = opened.ok(wanted)
         if not ok:
@@ -397,12 +432,14 @@ class Agent:
         }
         if order_id is not None:
             answer["order_id"] = order_id
+            answer["age_restricted"] = age_restricted
         failed = [c.ref() for c in wanted if c not in ok]
         if failed:
             answer["failed"] = failed
         return answer
 
-    def _openable(self, compartments: Iterable[Compartment]) -> list[Compartment]:
+    def openable(self, compartments: Iterable[Compartment]) -> list[Compartment]:
+        """Those of ``compartments`` on this kiosk's boards (the others are never opened)."""
         return [c for c in compartments if c.address is not None and c.address in self._by_address]
 
     # --- couriers ----------------------------------------------------------------------------
@@ -531,7 +568,7 @@ class Agent:
         now = self.clock()
         compartment = self.store.compartment(cmd.compartment_id) if cmd.compartment_id else None
         refused = None
-        if cmd.type != "open" or compartment is None or not self._openable([compartment]):
+        if cmd.type != "open" or compartment is None or not self.openable([compartment]):
             log.warning("command refused", extra={"command_id": cmd.id, "type": cmd.type})
             refused = FAILED
         elif cmd.expires_at is not None and now >= cmd.expires_at:
@@ -754,6 +791,8 @@ class Agent:
                 self._alarm(tx, now, "door_left_open", "cleared", compartment_id=compartment.id)
             if task is not None:
                 self._finish(tx, task, compartment, state, now)
+        for hook in self.door_closed_hooks:
+            hook(compartment)
 
     def _finish(
         self, tx: Tx, task: DoorTask, compartment: Compartment, state: LockState, now: datetime

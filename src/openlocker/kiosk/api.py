@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from openlocker.core.errors import DomainError, NotFound
-from openlocker.kiosk import open_deposit_api
+from openlocker.kiosk import fulfil_api, open_deposit_api
 from openlocker.kiosk.agent import Agent
 from openlocker.kiosk.boards import UnknownLock
 from openlocker.kiosk.boards.sim import SimBoard
@@ -140,6 +140,7 @@ def create_kiosk_app(agent: Agent) -> FastAPI:
 
     app.include_router(open_deposit_api.router(agent))
     screen.mount(app, agent)
+    app.include_router(fulfil_api.router(agent))
 
     if all(isinstance(driver, SimBoard) for driver in agent.doors.drivers):
 

@@ -91,8 +91,7 @@ class ServerLink:
             return response  # a 404 about what was asked for (``answers``), not the path
         if status >= 500 or status in (401, 404, 405) or _code(response) in _KEY_REFUSED:
             # Not an answer about the code or the events: the kiosk cannot use the server.
-            code = _code(response)
-            raise Unreachable(f"{method} {path} answered {status} {code}".strip())
+            raise Unreachable(f"{method} {path} answered {status} {_code(response)}".strip())
         return response
 
     async def pull(self, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -170,6 +169,35 @@ class ServerLink:
         )
         if response.status_code not in (204, 404):
             _answer(response, 204)
+
+    async def drop_off(self, code: str) -> dict[str, Any]:
+        """Drop a return off here by its code (``docs/orders.md``); the kiosk opens the door
+        the answer names (``"door": "kiosk"``: no door command is queued)."""
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/returns",
+            json={"code": code, "door": "kiosk"},
+            answers=frozenset({"return_not_found"}),
+        )
+        return _answer(response, 201)
+
+    async def collection(self, courier_id: str) -> dict[str, Any]:
+        """The site's collection manifest for the organization of the courier signed in."""
+        response = await self._call(
+            "GET", f"/v1/sites/{self.site_id}/collection", params={"courier_id": courier_id}
+        )
+        return _answer(response, 200)
+
+    async def scan_out(self, parcel_id: str, courier_id: str, outcome: str) -> dict[str, Any]:
+        """Scan a manifest's parcel out (``collected``) or report it ``missing``; the kiosk
+        opened its door itself."""
+        response = await self._call(
+            "POST",
+            f"/v1/sites/{self.site_id}/collection/{parcel_id}",
+            json={"outcome": outcome, "courier_id": courier_id, "door": "kiosk"},
+            answers=frozenset({"parcel_not_found"}),
+        )
+        return _answer(response, 200)
 
     async def presence_code(self) -> dict[str, Any]:
         response = await self._call("GET", f"/v1/sites/{self.site_id}/presence-code")

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS compartments (
 CREATE TABLE IF NOT EXISTS credentials (
     id TEXT PRIMARY KEY, parcel_id TEXT NOT NULL, order_id TEXT,
     pin TEXT, qr TEXT, phone TEXT, expires_at TEXT NOT NULL, compartments TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1, used_at TEXT, used_event TEXT);
+    active INTEGER NOT NULL DEFAULT 1, used_at TEXT, used_event TEXT,
+    age_restricted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS ix_credentials_pin ON credentials (pin);
 CREATE INDEX IF NOT EXISTS ix_credentials_qr ON credentials (qr);
 CREATE TABLE IF NOT EXISTS couriers (
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS couriers (
 CREATE INDEX IF NOT EXISTS ix_couriers_code ON couriers (code);
 CREATE TABLE IF NOT EXISTS expected (
     parcel_id TEXT PRIMARY KEY, tracking_number TEXT NOT NULL, org_id TEXT NOT NULL,
-    size TEXT, temperature TEXT NOT NULL, compartment_id TEXT, deposited_event TEXT);
+    size TEXT, temperature TEXT NOT NULL, compartment_id TEXT, deposited_event TEXT,
+    order_id TEXT);
 CREATE INDEX IF NOT EXISTS ix_expected_tracking ON expected (tracking_number);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
@@ -82,6 +84,13 @@ CREATE TABLE IF NOT EXISTS alarms (
     kind TEXT NOT NULL, subject TEXT NOT NULL, raised_at TEXT NOT NULL,
     PRIMARY KEY (kind, subject));
 """
+
+#: Columns added after a table was first made, by table: a file without them gets them and
+#: syncs afresh (its rows lack what the columns say).
+_ADDED = {
+    "credentials": ("age_restricted INTEGER NOT NULL DEFAULT 0",),
+    "expected": ("order_id TEXT",),
+}
 
 #: The pulse journal's states: written ``intended`` before the pulse, settled after it.
 INTENDED, OPENED, STUCK, FAILED, INTERRUPTED = (
@@ -144,6 +153,8 @@ class Credential:
     compartments: tuple[CompartmentRef, ...]
     active: bool
     used_at: datetime | None
+    #: An order for adults only (``docs/orders.md``): the pickup answer says so.
+    age_restricted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,8 @@ class Expected:
     temperature: str
     compartment_id: str | None
     deposited: bool
+    #: The order an item belongs to (its tracking number is ``<reference>#<n>``).
+    order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +425,7 @@ class KioskStore:
                 " move the file away and the kiosk starts afresh with a full sync"
             )
         self._conn.executescript(_SCHEMA)
+        self._add_columns()
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Kept open to fsync the log: SQLite keeps the file while a connection is open.
         self._wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o600)
@@ -424,6 +438,18 @@ class KioskStore:
             target=self._flush_forever, name="kiosk store flusher", daemon=True
         )
         self._flusher.start()
+
+    def _add_columns(self) -> None:
+        added = False
+        for table, columns in _ADDED.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                    added = True
+        if added:
+            # The rows synced before lack the new columns: the next pull sends them whole.
+            self._conn.execute("DELETE FROM meta WHERE key = 'cursor'")
 
     def close(self) -> None:
         """Sync what was committed, stop the flusher and close the file."""
@@ -500,12 +526,12 @@ class KioskStore:
         return None if row is None else Compartment(*row)
 
     _CREDENTIAL = (
-        "SELECT id, parcel_id, order_id, phone, expires_at, compartments, active, used_at"
-        " FROM credentials"
+        "SELECT id, parcel_id, order_id, phone, expires_at, compartments, active, used_at,"
+        " age_restricted FROM credentials"
     )
 
     def _credential(self, row: Any) -> Credential:
-        ident, parcel_id, order_id, phone, expires_at, compartments, active, used_at = row
+        ident, parcel_id, order_id, phone, expires_at, compartments, active, used_at, adult = row
         refs = tuple(CompartmentRef(c["id"], c["label"]) for c in json.loads(compartments))
         return Credential(
             ident,
@@ -516,6 +542,7 @@ class KioskStore:
             refs,
             bool(active),
             _parse(used_at),
+            bool(adult),
         )
 
     def credential_by(self, kind: str, digest: str) -> Credential | None:
@@ -548,15 +575,28 @@ class KioskStore:
         row = self._one("SELECT id, org_id, name FROM couriers WHERE code = ?", (digest,))
         return None if row is None else Courier(*row)
 
-    def expected_by_tracking(self, tracking_number: str) -> list[Expected]:
+    _EXPECTED = (
+        "SELECT parcel_id, tracking_number, org_id, size, temperature, compartment_id,"
+        " deposited_event IS NOT NULL, order_id FROM expected"
+    )
+
+    def _expected(self, where: str, params: Sequence[Any]) -> list[Expected]:
         return [
-            Expected(parcel, tracking, org, size, temperature, compartment, event is not None)
-            for parcel, tracking, org, size, temperature, compartment, event in self._all(
-                "SELECT parcel_id, tracking_number, org_id, size, temperature, compartment_id,"
-                " deposited_event FROM expected WHERE tracking_number = ?",
-                (tracking_number,),
+            Expected(p, t, o, size, temperature, c, bool(deposited), order)
+            for p, t, o, size, temperature, c, deposited, order in self._all(
+                f"{self._EXPECTED} WHERE {where}", params
             )
         ]
+
+    def expected_by_tracking(self, tracking_number: str) -> list[Expected]:
+        return self._expected("tracking_number = ?", (tracking_number,))
+
+    def order_items(self, org_id: str) -> list[Expected]:
+        """The announced items of ``org_id``'s orders here (loaded ones too, while their
+        deposit events are queued), by tracking number."""
+        return self._expected(
+            "order_id IS NOT NULL AND org_id = ? ORDER BY tracking_number", (org_id,)
+        )
 
     # --- the kiosk's own records -------------------------------------------------------------
 
@@ -739,8 +779,8 @@ class KioskStore:
                 used_at = _time(now)
             tx.execute(
                 "INSERT OR REPLACE INTO credentials (id, parcel_id, order_id, pin, qr, phone,"
-                " expires_at, compartments, active, used_at, used_event)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " expires_at, compartments, active, used_at, used_event, age_restricted)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     c["id"],
                     c["parcel_id"],
@@ -753,6 +793,7 @@ class KioskStore:
                     int(bool(c["active"])),
                     used_at,
                     used_event,
+                    int(bool(c.get("age_restricted"))),
                 ),
             )
 
@@ -768,7 +809,8 @@ class KioskStore:
                 continue
             tx.execute(
                 "INSERT OR REPLACE INTO expected (parcel_id, tracking_number, org_id, size,"
-                " temperature, compartment_id, deposited_event) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " temperature, compartment_id, deposited_event, order_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     e["parcel_id"],
                     e["tracking_number"],
@@ -777,5 +819,6 @@ class KioskStore:
                     e.get("temperature", "ambient"),
                     e.get("compartment_id"),
                     deposited,
+                    e.get("order_id"),
                 ),
             )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
 from openlocker.api.deps import CtxDep, PrincipalDep
 from openlocker.core.green import run_in_greenlet
@@ -39,13 +40,23 @@ async def drop_off(
     site_id: str, body: DropOffIn, ctx: CtxDep, principal: PrincipalDep
 ) -> DropOffOut:
     """The site's kiosk takes a return: a free compartment of its size opens."""
-    return await run_in_greenlet(service.drop_off, ctx, principal, site_id, body.code)
+    return await run_in_greenlet(
+        partial(service.drop_off, door=body.door), ctx, principal, site_id, body.code
+    )
 
 
 @router.get("/sites/{site_id}/collection")
-async def collection_manifest(site_id: str, ctx: CtxDep, principal: PrincipalDep) -> Manifest:
-    """What a courier collects here for their organization: returns and expired parcels."""
-    return await run_in_greenlet(service.collection_manifest, ctx, principal, site_id)
+async def collection_manifest(
+    site_id: str,
+    ctx: CtxDep,
+    principal: PrincipalDep,
+    courier_id: Annotated[str | None, Query(max_length=40)] = None,
+) -> Manifest:
+    """What a courier collects here for their organization: returns and expired parcels
+    (the site's kiosk asks for the courier signed in there: ``courier_id``)."""
+    return await run_in_greenlet(
+        partial(service.collection_manifest, courier_id=courier_id), ctx, principal, site_id
+    )
 
 
 @router.post("/sites/{site_id}/collection/{parcel_id}")
@@ -57,8 +68,16 @@ async def scan_out(
     body: Annotated[ScanIn | None, Body()] = None,
 ) -> ScanOut:
     """Scan a manifest's parcel out (its door opens), or report it ``missing``."""
-    outcome = body.outcome if body is not None else "collected"
-    parcel = await run_in_greenlet(service.scan_out, ctx, principal, site_id, parcel_id, outcome)
+    body = body or ScanIn()
+    outcome = body.outcome
+    parcel = await run_in_greenlet(
+        partial(service.scan_out, courier_id=body.courier_id, door=body.door),
+        ctx,
+        principal,
+        site_id,
+        parcel_id,
+        outcome,
+    )
     view = parcel_view(parcel)
     return ScanOut(
         parcel_id=view.id,

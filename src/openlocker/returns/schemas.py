@@ -67,6 +67,9 @@ class ReturnOut(WithoutNulls):
 class DropOffIn(Strict):
     #: The return code, as printed (``XXXX-XXXX-XXXX-XXXX``) or typed in any case.
     code: str = Field(min_length=16, max_length=40)
+    #: ``kiosk``: the kiosk opens the door itself (its own screen), so no door command is
+    #: queued; by default the server sends the site's kiosk one.
+    door: Literal["command", "kiosk"] = "command"
 
 
 class DropOffOut(WithoutNulls):
@@ -95,6 +98,11 @@ class Manifest(WithoutNulls):
 class ScanIn(Strict):
     #: ``missing``: the door opened on an empty compartment (a discrepancy).
     outcome: Literal["collected", "missing"] = "collected"
+    #: With the site's kiosk key: the courier signed in at the kiosk, whose organization's
+    #: manifest this is.
+    courier_id: str | None = Field(default=None, max_length=40)
+    #: ``kiosk``: the kiosk opened the door itself; no door command is queued.
+    door: Literal["command", "kiosk"] = "command"
 
 
 class ScanOut(WithoutNulls):

@@ -201,16 +201,20 @@ def get_return(ctx: Context, principal: Principal, return_id: str) -> ReturnOut:
         return _view(_return(tx, row))
 
 
-def drop_off(ctx: Context, principal: Principal, site_id: str, code: str) -> DropOffOut:
+def drop_off(
+    ctx: Context, principal: Principal, site_id: str, code: str, *, door: str = "command"
+) -> DropOffOut:
     """A customer drops a return at a site's kiosk: the best free compartment of its size
     opens, the return becomes a parcel ``awaiting_collection``, the customer gets a receipt
-    (``recipient.return_receipt``) and the organization a webhook.
+    (``recipient.return_receipt``) and the organization a webhook. With ``door`` ``kiosk``
+    the kiosk opens the door itself (its own screen asked), so no door command is queued.
 
     Every refused code is audited. Raises ``invalid_code``, ``code_expired``,
     ``return_code_used`` (a code works once), ``site_full`` (with sites that have room).
     """
     principal.check_kiosk(site_id)
     normalized = normalize_code(code)
+    opens = parcels.KIOSK_OPENED if door == "kiosk" else parcels.commanded(ctx)
     failure: DomainError | None = None
     with ctx.db.sql.transaction() as tx:
         site = access_site_info(ctx, tx, site_id)
@@ -269,7 +273,7 @@ def drop_off(ctx: Context, principal: Principal, site_id: str, code: str) -> Dro
                 data={"return_id": item.id, "reference": item.reference},
             )
             messages = [
-                *parcels.commanded(ctx).commands(
+                *opens.commands(
                     site.id, claimed, now, reason="return_drop_off", parcel_id=parcel.id
                 ),
                 _webhook(item, "return.dropped_off", now, site_id=site.id),
@@ -329,18 +333,40 @@ def _check_code(ctx: Context, tx: Tx, normalized: str | None, now: datetime) -> 
     return item
 
 
-def _manifest_scope(principal: Principal) -> tuple[str, dict[str, Any]]:
-    principal.check_scope("parcels:write")
-    if principal.is_admin:
-        return "", {}
-    return " AND p.carrier_org_id = :org_id", {"org_id": principal.org_id}
+def _manifest_scope(
+    tx: Tx, principal: Principal, site_id: str, courier_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    """Whose parcels a manifest holds: the key's organization's (every one for an operator),
+    or with ``courier_id`` and the site's kiosk key, the organization of that courier, who
+    signed in at the kiosk (an active courier code valid at this site)."""
+    if courier_id is None:
+        principal.check_scope("parcels:write")
+        if principal.is_admin:
+            return "", {}
+        return " AND p.carrier_org_id = :org_id", {"org_id": principal.org_id}
+    principal.check_kiosk(site_id)
+    org_id = tx.scalar(
+        "SELECT c.org_id FROM courier_codes c WHERE c.id = :id AND c.active AND (c.all_sites"
+        " OR EXISTS (SELECT 1 FROM courier_code_sites s WHERE s.courier_id = c.id"
+        " AND s.site_id = :site))",
+        {"id": courier_id, "site": site_id},
+    )
+    if org_id is None:
+        raise Forbidden(
+            "This courier may not collect at this site (unknown or deactivated).",
+            code="invalid_courier",
+        )
+    return " AND p.carrier_org_id = :org_id", {"org_id": org_id}
 
 
-def collection_manifest(ctx: Context, principal: Principal, site_id: str) -> Manifest:
+def collection_manifest(
+    ctx: Context, principal: Principal, site_id: str, *, courier_id: str | None = None
+) -> Manifest:
     """What the site holds for the courier's organization (every one, for an operator):
-    returns awaiting collection and expired parcels, by compartment label."""
-    scope, params = _manifest_scope(principal)
+    returns awaiting collection and expired parcels, by compartment label. The site's kiosk
+    asks it for the courier signed in there (``courier_id``). Raises ``invalid_courier``."""
     with ctx.db.sql.transaction(write=False) as tx:
+        scope, params = _manifest_scope(tx, principal, site_id, courier_id)
         site = access_site_info(ctx, tx, site_id)
         held = parcels.select_parcels(
             tx,
@@ -371,18 +397,29 @@ def collection_manifest(ctx: Context, principal: Principal, site_id: str) -> Man
 
 
 def scan_out(
-    ctx: Context, principal: Principal, site_id: str, parcel_id: str, outcome: str
+    ctx: Context,
+    principal: Principal,
+    site_id: str,
+    parcel_id: str,
+    outcome: str,
+    *,
+    courier_id: str | None = None,
+    door: str = "command",
 ) -> parcels.ParcelRow:
     """The courier scans a parcel of the manifest out: its door opens, a return is
     ``collected`` and an expired parcel ``returned``, the organization is told. With
     ``missing`` the parcel is not there: a ``collection.discrepancy`` (audit event and
     webhook) for the operator to look into; the parcel stays as it was.
 
+    The site's kiosk scans for the courier signed in there (``courier_id``, audited with
+    the event), having opened the door itself (``door`` ``kiosk``: no door command).
+
     Raises ``parcel_not_found``, ``not_at_site`` (the parcel waits at another site),
-    ``invalid_transition`` (not in a manifest's status).
+    ``invalid_transition`` (not in a manifest's status), ``invalid_courier``.
     """
-    scope, params = _manifest_scope(principal)
+    by = {"courier_id": courier_id} if courier_id is not None else {}
     with ctx.db.sql.transaction() as tx:
+        scope, params = _manifest_scope(tx, principal, site_id, courier_id)
         site = access_site_info(ctx, tx, site_id)
         found = parcels.select_parcels(
             tx, "p.id = :id" + scope, {"id": parcel_id, **params}, lock=True
@@ -412,7 +449,7 @@ def scan_out(
                 site_id=site.id,
                 parcel_id=parcel.id,
                 compartment_id=parcel.compartment_id,
-                data={"parcel_status": parcel.status, "found": "empty"},
+                data={"parcel_status": parcel.status, "found": "empty", **by},
             )
             discrepancy = parcels.webhook(parcel, "collection.discrepancy", now)
             enqueue(tx, now, discrepancy)
@@ -427,9 +464,8 @@ def scan_out(
             )
             return parcel
         was_return = parcel.status == "awaiting_collection"
-        parcels.do_retrieve(
-            tx, principal.actor, parcel, now, door=parcels.commanded(ctx), manifest=True
-        )
+        opens = parcels.KIOSK_OPENED if door == "kiosk" else parcels.commanded(ctx)
+        parcels.do_retrieve(tx, principal.actor, parcel, now, door=opens, manifest=True, **by)
         if was_return:
             row = tx.one(
                 "UPDATE returns SET status = 'collected' WHERE parcel_id = :id"

@@ -60,14 +60,14 @@ def test_the_page_speaks_the_sites_language_and_another_on_request() -> None:
 
 def test_the_page_draws_the_wall_of_the_sites_labels() -> None:
     html = _client(ScreenSite("S", "en", GRID)).get("/").text
-    # The pickup's, the courier's and the open deposit's.
-    assert html.count('class="cell" data-label=') == 3 * len(GRID)
+    # The pickup's, the courier's, the open deposit's, the order loading's and collection's.
+    assert html.count('class="cell" data-label=') == 5 * len(GRID)
     assert 'data-label="C4" data-column="C" data-row="4"' in html
     assert 'class="wall"' not in _client(ScreenSite("S", "en", ["1", "2"])).get("/").text
 
 
 def test_the_page_holds_every_message_its_script_says() -> None:
-    script = (STATIC / "screen.js").read_text()
+    script = (STATIC / "screen.js").read_text() + (STATIC / "fulfil.js").read_text()
     said = set(re.findall(r"\bT\.(\w+)", script))
     said |= set(re.findall(r"\bfmt\(\s*\"(\w+)\"", script))
     said |= set(re.findall(r"sayCountdown\([^,]+,\s*\"(\w+)\"", script))
@@ -78,6 +78,12 @@ def test_the_page_holds_every_message_its_script_says() -> None:
         "courier_invalid_code", "courier_required", "parcel_not_expected", "wrong_carrier",
         "already_deposited", "site_full", "deposit_door_not_opened",
         "deposit_open", "deposit_done", "deposit_empty", "offline", "kiosk_down",
+        # fulfil.js: refusals (some with the return_ prefix) and item states by name.
+        "needs_network", "return_invalid_code", "return_code_used", "return_code_expired",
+        "return_site_full", "order_not_expected", "order_loaded", "loading_in_progress",
+        "load_waiting", "load_open", "load_empty", "load_loaded", "collect_waiting", "collect_open",
+        "collect_collected", "collect_missing", "collect_not_opened", "not_in_manifest",
+        "door_closed", "already_scanned", "not_at_site", "load_done", "load_done_offline",
     }  # fmt: skip
     assert sorted(said - set(screen.MESSAGES)) == []
     assert sorted(set(screen.MESSAGES) - said) == []  # none left unsaid
@@ -98,6 +104,8 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
         ("screen.js", "text/javascript"),
         ("open-deposit.css", "text/css"),
         ("open-deposit.js", "text/javascript"),
+        ("fulfil.css", "text/css"),
+        ("fulfil.js", "text/javascript"),
     ]:
         served = client.get(f"/screen/static/{name}")
         assert served.status_code == 200 and served.headers["content-type"].startswith(kind)
@@ -106,6 +114,7 @@ def test_nothing_comes_from_outside_the_kiosk() -> None:
     assert re.findall(r'(?:src|href)="([^"]+)"', answer.text) == [
         "/screen/static/icon.svg", "/screen/static/screen.css", "/screen/static/screen.js",
         "/screen/static/open-deposit.css", "/screen/static/open-deposit.js",
+        "/screen/static/fulfil.css", "/screen/static/fulfil.js",
         "/?lang=en", "/?lang=pl",
     ]  # fmt: skip
     for name in ("screen.py", "..%2Fscreen.py", "missing.js"):

@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from openlocker.access.credentials import PHONE_SUFFIX_DIGITS, PIN_LENGTH
 from openlocker.core.errors import Unauthorized
 from openlocker.core.i18n import DEFAULT, Catalogs
+from openlocker.kiosk.screen import fulfil_messages
 
 if TYPE_CHECKING:
     from openlocker.kiosk.agent import Agent
@@ -41,6 +42,8 @@ _STATIC = Path(__file__).parent / "static"
 _FILES = {
     "screen.css": "text/css",
     "screen.js": "text/javascript",
+    "fulfil.css": "text/css",
+    "fulfil.js": "text/javascript",
     "icon.svg": "image/svg+xml",
     "open-deposit.css": "text/css",
     "open-deposit.js": "text/javascript",
@@ -118,7 +121,7 @@ MESSAGES = {
     "deposit_done": N_("deposited"),
     "deposit_empty": N_("closed empty: scan the parcel again"),
     "wait": N_("Just a moment…"),
-}
+} | fulfil_messages.MESSAGES
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,9 @@
   let pendingPin = ""; // kept while the phone digits are asked for
   const countdowns = new Map();
 
-  // Screens another script adds (open-deposit.js): its field's id, what Enter does, what
-  // happens on entering it, and whether a signed-in courier works there.
+  // Screens other scripts add (open-deposit.js, fulfil.js): the field's id, what Enter and a
+  // scan do there, what happens on going there (enter) and once shown, and whether a
+  // signed-in courier works there.
   const added = new Map();
   const fieldOf = (screen) =>
     FIELDS[screen] ? $(FIELDS[screen]) : added.has(screen) && added.get(screen).field ? $(added.get(screen).field) : null;
@@ -98,6 +99,8 @@
     body.dataset.screen = screen;
     (focus || fieldOf(screen) || $(`${screen}-title`)).focus({ preventScroll: true });
     touch();
+    // Other scripts follow the screens shown (fulfil.js refreshes the courier's tasks).
+    document.dispatchEvent(new CustomEvent("kiosk:shown", { detail: { screen } }));
   }
 
   // After an answer, the screen's field takes the keys again (a scanner needs no focus, but
@@ -232,6 +235,11 @@
 
   function scan(text) {
     if (busy) return;
+    const hooks = added.get(current);
+    if (hooks && hooks.scan) {
+      hooks.scan(text);
+      return;
+    }
     if (current === "courier-login") {
       $("courier-code").value = text;
       courierLogin();
@@ -254,6 +262,7 @@
     for (const id of ["courier-login-message", "courier-message"]) say(id, "");
     if (added.has(screen) && added.get(screen).enter) added.get(screen).enter();
     show(screen);
+    if (added.has(screen) && added.get(screen).shown) added.get(screen).shown();
   }
 
   function home(message = "", tone = "bad") {
@@ -306,6 +315,7 @@
         ? answer.compartments
         : [answer.compartment];
       opened(compartments, answer.failed || []);
+      if (answer.age_restricted) say("opened-message", T.age_restricted, "wait");
       return;
     }
     if (answer.code === "too_many_attempts" && answer.phone_accepted && payload.pin && !payload.phone) {
@@ -585,7 +595,7 @@
   }
 
   window.kioskScreen = {
-    T, call, fmt, say, show, goTo, mark, problem, touch,
+    T, call, fmt, say, show, goTo, home, mark, opened, problem, refocus, touch,
     current: () => current,
     add: (screen, hooks) => added.set(screen, hooks),
   };
