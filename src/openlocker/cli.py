@@ -30,8 +30,10 @@ from openlocker.core.keys import load_public_key
 from openlocker.core.migrate import upgrade
 from openlocker.core.secret import SecretKeyMissing
 from openlocker.demo import (
+    DEMO_RESIDENTS,
     DemoFleet,
     DemoKeys,
+    KioskWork,
     demo_compartment,
     demo_fleet,
     demo_order_body,
@@ -39,6 +41,7 @@ from openlocker.demo import (
     sample_pickup_link,
     seed_demo,
     seed_demo_order,
+    seed_kiosk_work,
 )
 from openlocker.directory.csvimport import CsvFileError, parse_csv
 from openlocker.directory.schemas import ImportReport
@@ -369,18 +372,25 @@ def demo(
         highlight=False,
     )
     _print_order(keys, seed_demo_order(ctx, keys), base=f"http://{host}:{port}")
+    work = seed_kiosk_work(ctx, keys)
     base = f"http://{host}:{port}"
     with demo_fleet(ctx.settings.data_folder / "mosquitto", list(keys.kiosk_keys)) as fleet:
         if fleet.server_url:
             os.environ["OPENLOCKER_MQTT_URL"] = fleet.server_url
             get_settings.cache_clear()
         _print_fleet(ctx, keys, fleet, base)
-        _run_demo(ctx, keys, fleet, host, port, simulate)
+        _run_demo(ctx, keys, work, fleet, host, port, simulate)
     console.print("[green]Stopped.[/]")
 
 
 def _run_demo(
-    ctx: Context, keys: DemoKeys, fleet: DemoFleet, host: str, port: int, simulate: bool
+    ctx: Context,
+    keys: DemoKeys,
+    work: KioskWork,
+    fleet: DemoFleet,
+    host: str,
+    port: int,
+    simulate: bool,
 ) -> None:
     """A kiosk per site (on the fleet channel when there is one), the simulated people, and
     the server in this process, until Ctrl-C."""
@@ -389,6 +399,7 @@ def _run_demo(
     console.print("\n[bold]Kiosks[/] (one per site, on simulated lock boards; their touchscreens)")
     for site, url in kiosk_urls.items():
         console.print(f"  {keys.sites[site]:<20} {url}/", soft_wrap=True)
+    _print_kiosk_work(keys, work)
     stop = threading.Event()
     kiosks: list[KioskThread] = []
 
@@ -424,6 +435,30 @@ def _run_demo(
         for thread in kiosks:
             with contextlib.suppress(Exception):
                 thread.stop()
+
+
+def _print_kiosk_work(keys: DemoKeys, work: KioskWork) -> None:
+    """What a newcomer can do at the kiosks by hand, with the codes it takes."""
+    code = {keys.orgs[org]: c for org, c in keys.courier_codes.items()}
+    resident, unit, _ = DEMO_RESIDENTS[0]
+    console.print("[bold]At a kiosk[/] (tap Courier, then type the code)", soft_wrap=True)
+    console.print(
+        f"  courier of Demo Parcel Express, code {code['Demo Parcel Express']}: scan tracking"
+        f' numbers; "No tracking number — deliver to a resident": type {resident.split()[-1][:5]}'
+        f" ({resident}, {unit}) and pick a size; at {keys.sites[work.expired_at]},"
+        ' "Collect 1 parcel" (it expired)',
+        soft_wrap=True,
+    )
+    loads = ", ".join(f"{ref} at {keys.sites[site]}" for site, ref in work.orders.items())
+    console.print(
+        f'  store staff of Demo Grocer, code {code["Demo Grocer"]}: "Load an order": {loads}',
+        soft_wrap=True,
+    )
+    console.print(
+        f'  a customer: "Return a parcel" with the code {work.return_code}'
+        " (the receipt lands in the mailbox)",
+        soft_wrap=True,
+    )
 
 
 def _print_fleet(ctx: Context, keys: DemoKeys, fleet: DemoFleet, base: str) -> None:

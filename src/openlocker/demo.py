@@ -31,6 +31,8 @@ from openlocker.orgs.models import Organization
 from openlocker.orgs.service import access_principal, do_create_api_key, do_create_organization
 from openlocker.parcels import service as parcels
 from openlocker.parcels.schemas import AnnounceIn
+from openlocker.returns.schemas import Customer, ReturnIn
+from openlocker.returns.service import issue_return
 
 SEED_ACTOR = Actor("system:seed")
 
@@ -190,6 +192,51 @@ def sample_pickup_link(ctx: Context, keys: DemoKeys) -> str:
     return pickup.link
 
 
+@dataclass(frozen=True)
+class KioskWork:
+    """What waits at the demo's kiosks for a newcomer to do by hand."""
+
+    #: An order of Demo Grocer per site (by site id), placed and not loaded: its reference.
+    orders: dict[str, str]
+    #: A return code of Demo Parcel Express, for "Return a parcel" at any kiosk.
+    return_code: str
+    #: The site where the carrier's courier finds an expired parcel to collect.
+    expired_at: str
+
+
+def seed_kiosk_work(ctx: Context, keys: DemoKeys) -> KioskWork:
+    """An order per site for the grocer's staff to load at the kiosk, a return code for a
+    customer to drop a parcel with, and an expired parcel at the first site for the carrier's
+    courier to collect."""
+    grocer = access_principal(ctx, f"Bearer {keys.retailer_key}")
+    carrier = access_principal(ctx, f"Bearer {keys.carrier_key}")
+    now = ctx.clock()
+    orders_to_load = {}
+    for site_id in keys.sites:
+        body = demo_order_body(site_id, now)
+        body["items"] = body["items"][1:]  # two doors to load: cheese and bread
+        placed = orders.create_order(ctx, grocer, OrderIn.model_validate(body)).order
+        orders_to_load[site_id] = placed.reference
+    customer = Customer(email=DEMO_RECIPIENT["email"], name=DEMO_RECIPIENT["name"], language="pl")
+    issued = issue_return(
+        ctx, carrier, ReturnIn(reference=new_id("RET"), size="S", customer=customer)
+    )
+    assert issued.code is not None, "the answer that issues a return code holds it"
+    first = next(iter(keys.sites))
+    announced = parcels.announce(
+        ctx,
+        carrier,
+        AnnounceIn(tracking_number=new_id("EXP"), site_id=first, size="S", notify="sender"),
+    ).parcel
+    parcels.deposit(ctx, carrier, announced.id)
+    with ctx.db.sql.transaction() as tx:
+        (parcel,) = parcels.select_parcels(tx, "p.id = :id", {"id": announced.id}, lock=True)
+        then = now - timedelta(minutes=1)
+        parcels.do_move_deadline(tx, SEED_ACTOR, parcel, then, now, reason="demo")
+    parcels.expire_due(ctx)
+    return KioskWork(orders_to_load, issued.code, first)
+
+
 class LockerSimulator:
     """The people at one demo site, using its real kiosk (``openlocker kiosk`` on sim boards).
 
@@ -271,6 +318,12 @@ class LockerSimulator:
         for action in actions:
             self.kiosk.post(f"/api/sim/doors/{compartment_id}", json={"action": action})
 
+    def _sign_in(self) -> bool:
+        """The simulated courier signs in, unless somebody (a person at the screen) is."""
+        if self.kiosk.get("/api/state").json().get("courier") is not None:
+            return False
+        return not self.kiosk.post("/api/courier/login", json={"code": self.courier_code}).is_error
+
     def _shut_open_doors(self) -> None:
         """Doors the server had opened (a deposit or a load over the API, a remote open, a
         pickup from the link's page) get their parcel put in, or taken out, and are shut."""
@@ -282,7 +335,7 @@ class LockerSimulator:
         """The courier deposits at the kiosk every parcel announced before this step."""
         if not self.announced:
             return
-        if self.kiosk.post("/api/courier/login", json={"code": self.courier_code}).is_error:
+        if not self._sign_in():
             return
         later = []
         try:
@@ -314,7 +367,7 @@ class LockerSimulator:
         ]
         if len(self.for_residents) >= self.OPEN_DEPOSITS:
             return
-        if self.kiosk.post("/api/courier/login", json={"code": self.courier_code}).is_error:
+        if not self._sign_in():
             return
         try:
             name = self.rng.choice(DEMO_RESIDENTS)[0]
