@@ -77,21 +77,26 @@ class Locker:
         )
 
 
-@contextmanager
-def locker(
-    tmp: Path, site: str, key: str, base: str, bank: Bank, **timings: float
-) -> Iterator[Locker]:
-    settings = KioskSettings(
+def kiosk_settings(tmp: Path, site: str, key: str, base: str, **options: Any) -> KioskSettings:
+    """A test kiosk of ``site`` with its store under ``tmp``, syncing every 0.2 s unless told."""
+    return KioskSettings(
         site_id=site,
         server=base,
         key=key,
         data_dir=tmp / "kiosk",
         ui_port=_free_port(),
-        sync_interval_s=timings.pop("sync_interval_s", 0.2),
+        sync_interval_s=options.pop("sync_interval_s", 0.2),
         offline_retry_s=0.2,
         request_timeout_s=5.0,
-        **timings,
+        **options,
     )
+
+
+@contextmanager
+def locker(
+    tmp: Path, site: str, key: str, base: str, bank: Bank, **timings: float
+) -> Iterator[Locker]:
+    settings = kiosk_settings(tmp, site, key, base, **timings)
     with KioskThread(settings, drivers=[SimBoard(bank, poll_interval=0.02)]) as kiosk:
         yield Locker(kiosk, bank)
 

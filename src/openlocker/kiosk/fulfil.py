@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,24 +323,14 @@ class Fulfil:
         yet), ``already_scanned``, ``needs_network`` and the server's refusals."""
         visit = self._visit()
         tracking_number = tracking_number.strip()
-        item = next((i for i in visit.items if i.tracking_number == tracking_number), None)
-        if item is None:
-            raise NotFound(
-                "This parcel is not on your collection list for this locker.",
-                code="not_in_manifest",
-            )
+        item = _listed(i for i in visit.items if i.tracking_number == tracking_number)
         return await self._resolve(visit, item, "collected")
 
     async def missing(self, parcel_id: str) -> dict[str, Any]:
         """The open door's compartment is empty: a discrepancy (the server audits it, raises
         a ``collection_discrepancy`` alarm and tells the carrier); the next door opens."""
         visit = self._visit()
-        item = next((i for i in visit.items if i.parcel_id == parcel_id), None)
-        if item is None:
-            raise NotFound(
-                "This parcel is not on your collection list for this locker.",
-                code="not_in_manifest",
-            )
+        item = _listed(i for i in visit.items if i.parcel_id == parcel_id)
         return await self._resolve(visit, item, "missing")
 
     async def _resolve(self, visit: Visit, item: CollectionItem, outcome: str) -> dict[str, Any]:
@@ -418,3 +409,13 @@ class Fulfil:
         except Unreachable as down:
             raise NeedsNetwork("Collection needs the network; please try again later.") from down
         return answer
+
+
+def _listed(found: Iterator[CollectionItem]) -> CollectionItem:
+    """The first of ``found``, the visit's items that match; ``not_in_manifest`` if none."""
+    item = next(found, None)
+    if item is None:
+        raise NotFound(
+            "This parcel is not on your collection list for this locker.", code="not_in_manifest"
+        )
+    return item

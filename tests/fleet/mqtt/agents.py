@@ -21,8 +21,8 @@ from openlocker.kiosk.boards.sim import SimBoard
 from openlocker.kiosk.config import KioskSettings
 from openlocker.kiosk.run import KioskThread
 from tests.fleet.mqtt.harness import SHARED_BROKER, forget
-from tests.kiosk.e2e import Locker
-from tests.servers import _free_port, serving
+from tests.kiosk.e2e import Locker, kiosk_settings
+from tests.servers import serving
 
 
 @contextmanager
@@ -62,18 +62,15 @@ def fleet_settings(
     tmp: Path, site: str, key: str, base: str, *, broker: str, root: str, **timings: Any
 ) -> KioskSettings:
     """A kiosk of ``site`` on the fleet channel, syncing every 0.2 s unless told."""
-    return KioskSettings(
-        site_id=site,
-        server=base,
-        key=key,
-        data_dir=tmp / "kiosk",
-        ui_port=_free_port(),
-        sync_interval_s=timings.pop("sync_interval_s", 0.2),
-        offline_retry_s=0.2,
-        request_timeout_s=5.0,
+    heartbeat_s = timings.pop("heartbeat_s", 0.2)
+    return kiosk_settings(
+        tmp,
+        site,
+        key,
+        base,
         mqtt_url=broker,
         mqtt_topic_root=root,
-        heartbeat_s=timings.pop("heartbeat_s", 0.2),
+        heartbeat_s=heartbeat_s,
         **timings,
     )
 

@@ -92,7 +92,7 @@
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "od-result";
+    button.className = "choice od-result";
     const name = document.createElement("span");
     name.className = "od-name";
     name.textContent = entry.display_name;
@@ -133,7 +133,7 @@
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "od-size";
+    button.className = "choice od-size";
     button.dataset.size = size.code;
     const code = document.createElement("span");
     code.className = "od-size-code";
