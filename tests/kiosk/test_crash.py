@@ -100,8 +100,13 @@ def test_sigkill_mid_pickup_loses_no_event_and_never_pulses_twice(tmp_path: Path
         assert _unlocks(emulator) == [5]
 
         left = KioskStore(data / "kiosk.db")
-        (event,) = left.events()
+        event, *later = left.events()
         assert event.type == "pickup" and event.body["compartments"] == ["cmp_005"]
+        # A busy machine may let a board poll see the door open before the kill; nothing else.
+        assert all(
+            (e.type, e.body["compartment_id"], e.body["door"]) == ("door", "cmp_005", "open")
+            for e in later
+        ), [(e.type, e.body) for e in later]
         assert [p.state for p in left.pulses()] == [INTENDED]
         left.close()
 
