@@ -32,6 +32,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/notify.py
 	PYTHONPATH=. $(BIN)/python bench/pickup_page.py
 	PYTHONPATH=. $(BIN)/python bench/kiosk_sync.py
+	PYTHONPATH=. $(BIN)/python bench/kiosk.py
 	PYTHONPATH=. $(BIN)/python bench/fleet.py
 
 clean:
