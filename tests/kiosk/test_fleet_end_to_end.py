@@ -277,7 +277,14 @@ def test_a_broker_restart_in_the_middle_of_a_remote_open_pulses_the_lock_once(
             time.sleep(1.5)  # the server's retry and the HTTP sync: answered, not run
             assert [r.frame for r in emulator.received].count(unlock) == 1
             assert emulator.bank.snapshot(address).pulses == 1
-    assert [e["compartment_id"] for e in audit_of(ctx, site, "kiosk.command_answered")] == [door]
+            wait_for(lambda: k.synced(), "the command's event pushed")
+    # Settled once, by the MQTT answer or by the kiosk's pushed event, whichever reached the
+    # server first (the broker was down, so either may win). The pushed event is recorded
+    # only while the command is pending; the MQTT answer is recorded once whenever it comes.
+    answered = [e["compartment_id"] for e in audit_of(ctx, site, "kiosk.command_answered")]
+    opened = [e["compartment_id"] for e in audit_of(ctx, site, "kiosk.command_opened")]
+    assert answered in ([], [door]) and opened in ([], [door]), (answered, opened)
+    assert answered or opened
 
 
 def test_with_the_broker_down_the_kiosk_works_by_polling(
