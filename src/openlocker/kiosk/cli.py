@@ -80,7 +80,6 @@ def kiosk(
 ) -> None:
     """Run the locker's kiosk agent: drive its boards, decide codes locally, sync with the
     server, and with --mqtt take door commands over the fleet channel; until SIGTERM."""
-    setup_logging(os.environ.get("OPENLOCKER_LOG_LEVEL", "INFO"))
     settings = KioskSettings(
         site_id=site,
         server=server,
@@ -106,6 +105,8 @@ def kiosk(
         drivers = [board_from_spec(spec) for spec in settings.boards]
     except InvalidInput as refused:
         raise typer.BadParameter(refused.detail, param_hint="--board") from None
+    # Only once the command line is accepted: a refused one leaves the caller's logging be.
+    setup_logging(os.environ.get("OPENLOCKER_LOG_LEVEL", "INFO"))
     try:
         asyncio.run(serve_kiosk(settings, drivers=drivers))
     except BoardPortError as fault:
