@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("openlocker.kiosk.fleet")
 
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+#: How long a stopping kiosk waits for the broker to take its "shutdown" presence: a slow
+#: link or a busy board needs more than a round trip, and a kiosk that could not say it is
+#: only seen offline once it has been silent (``kiosk_silent``).
+SHUTDOWN_SAY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,15 @@ class FleetClient:
                         await beating
             except asyncio.CancelledError:
                 # Stopping: say so (the will is only for a connection lost).
-                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                try:
                     await asyncio.wait_for(
                         self._publish("presence", self._presence("offline", "shutdown"), True),
-                        2.0,
+                        SHUTDOWN_SAY_SECONDS,
+                    )
+                except (aiomqtt.MqttError, TimeoutError) as error:
+                    log.warning(
+                        "fleet broker not told of the shutdown",
+                        extra={"site_id": self.site_id, "error": repr(error)[:200]},
                     )
                 raise
             finally:
