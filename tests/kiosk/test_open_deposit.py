@@ -5,13 +5,14 @@ site's directory, picks a size, a door opens, and closing it deposits the parcel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from openlocker.core.context import Context
+from openlocker.kiosk.agent import Agent
 from openlocker.kiosk.boards.bank import Bank
 from tests.directory.helpers import Building, add_entry, building
 from tests.factories import Factory, Org
@@ -159,6 +160,16 @@ def test_a_courier_delivers_to_a_resident_and_closing_the_door_sends_the_credent
         assert pin not in k.kiosk.call(lambda agent: str(agent.store.events()))
 
 
+def _kiosk_state(k: Locker, compartment_id: str) -> str | None:
+    """The compartment's state in the kiosk's own store."""
+
+    def state(agent: Agent) -> str | None:
+        compartment = agent.store.compartment(compartment_id)
+        return None if compartment is None else compartment.state
+
+    return cast("str | None", k.kiosk.call(state))
+
+
 def test_refusals_a_jammed_door_an_empty_close_and_going_offline(
     ctx: Context, factory: Factory, client: TestClient, tmp_path: Path
 ) -> None:
@@ -203,9 +214,11 @@ def test_refusals_a_jammed_door_an_empty_close_and_going_offline(
             empty = _deposit(k, entry["id"], "S")  # the S are out: the M takes it
             assert empty.status_code == 200, empty.text
             empty_id = empty.json()["parcel_id"]
-            address = kiosk_address(k, empty.json()["compartment"]["id"])
+            emptied = empty.json()["compartment"]["id"]
+            address = kiosk_address(k, emptied)
             bank.close_door(address)
             wait_for(lambda: _status(ctx, empty_id) == ("cancelled", None), "the calling off")
+            wait_for(lambda: _kiosk_state(k, emptied) == "free", "the kiosk to see it free")
             assert _pin_sent(ctx, empty_id) is None
             last = _deposit(k, entry["id"], "M")
             assert last.status_code == 200, last.text

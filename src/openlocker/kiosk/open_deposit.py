@@ -232,8 +232,9 @@ class OpenDeposits:
         cancelling.add_done_callback(self._cancelling.discard)
 
     async def _call_off(self, parcel_id: str) -> None:
-        """Cancel the open deposit on the server; offline, it is kept and tried again before
-        the next open deposit."""
+        """Cancel the open deposit on the server, then sync at once so the compartment it
+        held is free here for the next one; offline, it is kept and tried again before the
+        next open deposit."""
         try:
             await self.agent.link.cancel_open_deposit(parcel_id)
         except (Unreachable, ServerRefusal) as failed:
@@ -244,6 +245,8 @@ class OpenDeposits:
             left = self.agent.store.meta(_UNCANCELLED, [])
             with self.agent.store.write() as tx:
                 tx.set_meta(_UNCANCELLED, sorted({*left, parcel_id}))
+            return
+        self.agent.wake_sync()
 
     async def _cancel_left_over(self) -> None:
         left: list[str] = self.agent.store.meta(_UNCANCELLED, [])
