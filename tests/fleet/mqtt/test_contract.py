@@ -181,7 +181,13 @@ def test_every_message_on_the_wire_keeps_the_contract(
                 )
             )
             wait_for(lambda: client.connections == 2 and client.connected.is_set())
-        wait_for(lambda: any(b"shutdown" in p for p in ear.on(f"{root}/sites/{site}/presence")))
+        # Stopping says so (its wait for the broker is up to 5 s, on a loop a busy machine
+        # may starve): what the ear heard is in the failure.
+        presence = f"{root}/sites/{site}/presence"
+        try:
+            wait_for(lambda: any(b"shutdown" in p for p in ear.on(presence)), timeout=30)
+        except AssertionError:
+            raise AssertionError(f"no shutdown presence; heard {ear.on(presence)!r}") from None
     seen: dict[str, int] = {}
     for message in ear.received:
         channel = message.topic.value.rsplit("/", 1)[1]
