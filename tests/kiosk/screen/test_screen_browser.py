@@ -140,6 +140,8 @@ def test_after_wrong_pins_the_phone_digits_open_in_polish_on_a_small_panel(
         # A visitor switches to English; left alone, the screen goes back to Polish.
         screen.get_by_role("link", name="English").click()
         expect(screen.get_by_role("heading", name="Collect your parcel")).to_be_visible()
+        # The idle timer starts with the page's script: time runs on only once it has run.
+        screen.wait_for_load_state("domcontentloaded")
         screen.clock.fast_forward(61_000)
         expect(screen.get_by_role("heading", name="Odbierz paczkę")).to_be_visible()
 
