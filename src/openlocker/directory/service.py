@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from openlocker.access import presence
 from openlocker.audit.service import Event, record, record_all, record_event
+from openlocker.core import idempotency, pages
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import (
     Conflict,
@@ -452,7 +453,7 @@ def list_entries(
         "d.external_id": external_id,
         "d.email": email.lower() if email else None,
     }
-    sql, params = parcels.newest_first(
+    sql, params = pages.newest_first(
         _SELECT, "d.id", filters, cursor, limit, conditions=_name_conditions(q)
     )
     with ctx.db.sql.transaction(write=False) as tx:
@@ -461,7 +462,7 @@ def list_entries(
     more = len(entries) > limit
     return EntryList(
         items=[entry_view(e) for e in entries[:limit]],
-        next_cursor=parcels.encode_cursor(entries[limit - 1].id) if more else None,
+        next_cursor=pages.encode_cursor(entries[limit - 1].id) if more else None,
     )
 
 
@@ -677,11 +678,13 @@ def open_deposit(
     ``idempotency_key_reused``.
     """
     principal.check_kiosk(site_id)
-    digest = parcels.request_digest(request.model_dump(mode="json"))
+    digest = idempotency.request_digest(request.model_dump(mode="json"))
     endpoint = f"open_deposit:{site_id}"
     with ctx.db.sql.transaction() as tx:
         if idempotency_key is not None:
-            stored = parcels.stored_answer(tx, principal.org_id, endpoint, idempotency_key, digest)
+            stored = idempotency.stored_answer(
+                tx, principal.org_id, endpoint, idempotency_key, digest
+            )
             if stored is not None:
                 first = OpenDepositOut.model_validate_json(stored.body)
                 return OpenDepositAnswer(stored.status_code, first, True)
@@ -745,7 +748,7 @@ def open_deposit(
             reserved_until=parcel.reserved_until,
         )
         if idempotency_key is not None:
-            parcels.remember_answer(
+            idempotency.remember_answer(
                 tx,
                 ctx,
                 principal.org_id,

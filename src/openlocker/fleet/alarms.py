@@ -20,10 +20,10 @@ from openlocker.audit.service import Message, enqueue, record
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import NotFound
 from openlocker.core.ids import new_id
+from openlocker.core.pages import encode_cursor, newest_first
 from openlocker.core.sql import Row, Tx
 from openlocker.fleet.schemas import AlarmList, AlarmOut
 from openlocker.orgs.service import Principal
-from openlocker.parcels.service import encode_cursor, newest_first
 
 _COLUMNS = (
     "id, site_id, compartment_id, kind, state, count, detail, raised_by, raised_at,"

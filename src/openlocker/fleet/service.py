@@ -17,10 +17,10 @@ from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.keys import Sealer
+from openlocker.core.pages import encode_cursor, newest_first
 from openlocker.core.sql import Row, Tx
 from openlocker.fleet.schemas import CourierCreated, CourierIn, CourierList, CourierOut
 from openlocker.orgs.service import Principal
-from openlocker.parcels.service import encode_cursor, newest_first
 
 CODE_DIGITS = 10
 _CODE_RETRIES = 20

@@ -19,6 +19,7 @@ from typing import Any
 
 from openlocker.access import service as access
 from openlocker.audit.service import Message, enqueue, record
+from openlocker.core import idempotency, pages
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import new_id
@@ -336,11 +337,13 @@ def create_order(
     ``duplicate_reference``, ``idempotency_key_reused``.
     """
     _check_retailer(principal)
-    digest = parcels.request_digest(request.model_dump(mode="json"))
+    digest = idempotency.request_digest(request.model_dump(mode="json"))
     needs = [_need(item) for item in request.items]
     with ctx.db.sql.transaction() as tx:
         if idempotency_key is not None:
-            stored = parcels.stored_answer(tx, principal.org_id, "order", idempotency_key, digest)
+            stored = idempotency.stored_answer(
+                tx, principal.org_id, "order", idempotency_key, digest
+            )
             if stored is not None:
                 return OrderAnswer(
                     stored.status_code, OrderOut.model_validate_json(stored.body), True
@@ -389,7 +392,7 @@ def create_order(
         enqueue(tx, now, _webhook(order, "order.created", now))
         answer = OrderAnswer(201, order_view(order, items))
         if idempotency_key is not None:
-            parcels.remember_answer(
+            idempotency.remember_answer(
                 tx,
                 ctx,
                 principal.org_id,
@@ -500,7 +503,7 @@ def list_orders(
         "o.site_id": site_id,
         "o.reference": reference,
     }
-    sql, params = parcels.newest_first(_SELECT, "o.id", filters, cursor, limit)
+    sql, params = pages.newest_first(_SELECT, "o.id", filters, cursor, limit)
     with ctx.db.sql.transaction(write=False) as tx:
         rows = tx.all(sql, params)
         orders = [_order(tx, row) for row in rows[:limit]]
@@ -512,7 +515,7 @@ def list_orders(
             )
             for item in sorted(listed, key=_item_number):
                 items[item.order_id or ""].append(item)
-    next_cursor = parcels.encode_cursor(orders[-1].id) if len(rows) > limit else None
+    next_cursor = pages.encode_cursor(orders[-1].id) if len(rows) > limit else None
     return OrderList(items=[order_view(o, items[o.id]) for o in orders], next_cursor=next_cursor)
 
 

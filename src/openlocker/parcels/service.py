@@ -8,21 +8,18 @@ statements each: see docs/operations.md for what each costs.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
-
-import orjson
 
 from openlocker.access import presence
 from openlocker.access import service as access
 from openlocker.audit.service import Message, enqueue, record
 from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from openlocker.core.idempotency import remember_answer, request_digest, stored_answer
 from openlocker.core.ids import new_id
-from openlocker.core.keys import b64url, unb64url
+from openlocker.core.pages import encode_cursor, newest_first
 from openlocker.core.sql import Row, Tx, insert_rows
 from openlocker.lockers import allocation
 from openlocker.lockers.service import (
@@ -280,65 +277,11 @@ def _transition_error(status: str, action: str) -> Conflict:
 # --- idempotency ---------------------------------------------------------------------------
 
 
-def request_digest(payload: Any) -> str:
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-@dataclass(frozen=True)
-class _Stored:
-    status_code: int
-    body: str
-
-
-def stored_answer(tx: Tx, org_id: str, endpoint: str, key: str, digest: str) -> _Stored | None:
-    """The first answer to this organization's ``key`` at ``endpoint``; refuses another request
-    under the same key (``idempotency_key_reused``)."""
-    row = tx.one(
-        "SELECT request_digest, status_code, body FROM idempotency_records"
-        " WHERE org_id = :org_id AND endpoint = :endpoint AND key = :key",
-        {"org_id": org_id, "endpoint": endpoint, "key": key},
-    )
-    if row is None:
-        return None
-    if row[0] != digest:
-        raise InvalidInput(
-            "This Idempotency-Key was used with a different request.", code="idempotency_key_reused"
-        )
-    return _Stored(row[1], row[2])
-
-
 def _remember(
     tx: Tx, ctx: Context, org_id: str, endpoint: str, key: str, digest: str, answer: Answer
 ) -> None:
     body = answer.parcel.model_copy(update={"pickup": None}).model_dump_json()
     remember_answer(tx, ctx, org_id, endpoint, key, digest, answer.status_code, body)
-
-
-def remember_answer(
-    tx: Tx,
-    ctx: Context,
-    org_id: str,
-    endpoint: str,
-    key: str,
-    digest: str,
-    status_code: int,
-    body: str,
-) -> None:
-    """Keep the answer to a request sent with an ``Idempotency-Key`` (never a credential)."""
-    tx.defer(
-        "INSERT INTO idempotency_records"
-        " (org_id, endpoint, key, request_digest, status_code, body, created_at)"
-        " VALUES (:org_id, :endpoint, :key, :digest, :status_code, :body, :at)",
-        {
-            "org_id": org_id,
-            "endpoint": endpoint,
-            "key": key,
-            "digest": digest,
-            "status_code": status_code,
-            "body": body,
-            "at": ctx.clock(),
-        },
-    )
 
 
 # --- use cases -----------------------------------------------------------------------------
@@ -499,44 +442,6 @@ def list_parcels(
         parcels = [_parcel(tx, row) for row in rows]
     next_cursor = encode_cursor(parcels[limit - 1].id) if len(parcels) > limit else None
     return ParcelList(items=[parcel_view(p) for p in parcels[:limit]], next_cursor=next_cursor)
-
-
-def newest_first(
-    select: str,
-    id_column: str,
-    filters: dict[str, Any],
-    cursor: str | None,
-    limit: int,
-    *,
-    conditions: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """A page of ``select``'s rows, newest ``id_column`` first: the columns of ``filters``
-    equal to their values (None: not filtered), each of ``conditions`` (SQL and its
-    parameters) true, after ``cursor``, ``limit + 1`` rows (the extra one says whether there
-    is a next page)."""
-    where = [f"{column} = :f{i}" for i, column in enumerate(filters) if filters[column] is not None]
-    params: dict[str, Any] = {
-        f"f{i}": value for i, value in enumerate(filters.values()) if value is not None
-    }
-    for condition, values in (conditions or {}).items():
-        where.append(condition)
-        params.update(values)
-    if cursor is not None:
-        where.append(f"{id_column} < :cursor")
-        params["cursor"] = decode_cursor(cursor)
-    sql = select + (" WHERE " + " AND ".join(where) if where else "")
-    return f"{sql} ORDER BY {id_column} DESC LIMIT :limit", {**params, "limit": limit + 1}
-
-
-def encode_cursor(last_id: str) -> str:
-    return b64url(last_id.encode())
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return unb64url(cursor).decode("ascii")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The cursor is not valid.", code="invalid_cursor") from exc
 
 
 def deposit(

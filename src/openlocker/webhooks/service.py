@@ -27,9 +27,9 @@ from openlocker.core.context import Actor, Context
 from openlocker.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from openlocker.core.ids import new_id
 from openlocker.core.keys import Sealer
+from openlocker.core.pages import decode_cursor, encode_cursor
 from openlocker.core.sql import Row, Tx, insert_rows
 from openlocker.orgs.service import Principal
-from openlocker.parcels.service import decode_cursor, encode_cursor
 from openlocker.webhooks.events import delivery_body
 from openlocker.webhooks.schemas import (
     AttemptOut,
